@@ -1,0 +1,141 @@
+"""Building and running the bot: factories only, nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, ErrorEvent
+
+from bot.enqueue import CommandQueue
+from bot.middlewares import LogContext
+from bot.routers import feature_routers
+from core.logging import configure_logging, get_logger
+from core.observability import init_sentry
+from core.settings import Settings
+from core.texts import LANGUAGES, t
+
+log = get_logger(__name__)
+
+# Webhook mode gives up enqueueing before Telegram's own ~60 s webhook timeout.
+WEBHOOK_ENQUEUE_DEADLINE_S = 20.0
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    return Bot(settings.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+
+
+def create_storage(settings: Settings) -> BaseStorage:
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        # Dialog state survives a bot restart mid-dialog.
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+def create_dispatcher(settings: Settings, commands: CommandQueue) -> Dispatcher:
+    dp = Dispatcher(storage=create_storage(settings), commands=commands)
+    dp.update.outer_middleware(LogContext())
+    dp.include_routers(*feature_routers())
+    dp.errors.register(_on_error)
+    return dp
+
+
+async def _on_error(event: ErrorEvent) -> bool:
+    # Logged with the update's context; the user gets a short apology, never a traceback.
+    log.error("update.failed", exc_info=event.exception)
+    message = event.update.message or (
+        event.update.callback_query.message if event.update.callback_query else None
+    )
+    if message is not None and message.chat is not None:
+        user = event.update.message.from_user if event.update.message else None
+        await message.bot.send_message(message.chat.id, t("busy", user and user.language_code))  # type: ignore[union-attr]
+    return True
+
+
+async def _set_commands(bot: Bot) -> None:
+    from aiogram.types import BotCommandScopeDefault
+
+    for language in LANGUAGES:
+        await bot.set_my_commands(
+            [
+                BotCommand(command="start", description=t("cmd.start", language)),
+                BotCommand(command="help", description=t("cmd.help", language)),
+            ],
+            scope=BotCommandScopeDefault(),
+            language_code=None if language == "en" else language,
+        )
+
+
+async def run_polling(settings: Settings) -> None:
+    commands = CommandQueue(settings.broker_url)
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, commands)
+    try:
+        await bot.delete_webhook(drop_pending_updates=False)
+        await _set_commands(bot)
+        log.info("bot.polling", api=settings.api_url)
+        # Updates are handled one by one: the offset moves past an update only after its
+        # command is in the broker, so a broker outage holds the updates at Telegram.
+        await dp.start_polling(bot, handle_as_tasks=False, handle_signals=True)
+    finally:
+        await bot.session.close()
+        commands.close()
+
+
+async def run_webhook(settings: Settings) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
+
+    assert settings.webhook_url is not None
+    commands = CommandQueue(settings.broker_url, give_up_after_s=WEBHOOK_ENQUEUE_DEADLINE_S)
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, commands)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    path = urlsplit(str(settings.webhook_url)).path or "/"
+
+    app = web.Application()
+    SimpleRequestHandler(
+        dispatcher=dp, bot=bot, secret_token=secret, handle_in_background=False
+    ).register(app, path=path)
+    setup_application(app, dp, bot=bot)
+    app.router.add_get("/healthz", _health)
+
+    await _set_commands(bot)
+    await bot.set_webhook(str(settings.webhook_url), secret_token=secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    log.info("bot.webhook", path=path, port=settings.webhook_port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        commands.close()
+
+
+async def _health(_: object) -> object:
+    from aiohttp import web
+
+    return web.json_response({"ok": True})
+
+
+def main(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    from sentry_sdk.integrations.aiohttp import AioHttpIntegration
+
+    init_sentry(settings, [AioHttpIntegration()])
+    runner = run_webhook if settings.webhook_url else run_polling
+    try:
+        asyncio.run(runner(settings))
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,97 @@
+"""Sending commands to the workers by task name: the bot's only way to change anything.
+
+An update counts as handled only once its command is in the broker. While the broker is down
+`send` keeps retrying with backoff (polling: forever, so the offset is not advanced and nothing
+is lost; webhook: up to a deadline, then the error makes the webhook answer 5xx and Telegram
+redelivers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from celery import Celery
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
+
+from core.commands import Command
+from core.logging import get_logger
+from core.queues import queue_for
+
+log = get_logger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    pass
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "broker.unavailable",
+        attempt=state.attempt_number,
+        retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None,
+        error=f"{type(error).__name__}: {error}",
+    )
+
+
+class CommandQueue:
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        give_up_after_s: float | None = None,
+        max_backoff_s: float = 10.0,
+        transport_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.celery = Celery("zavhoz-bot", broker=broker_url, set_as_current=False)
+        self.celery.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            broker_transport_options={
+                "socket_connect_timeout": 3,
+                "socket_timeout": 5,
+                **(transport_options or {}),
+            },
+            broker_connection_timeout=3,
+        )
+        self.give_up_after_s = give_up_after_s
+        self.max_backoff_s = max_backoff_s
+
+    def _publish(self, command: Command) -> None:
+        # retry=False: kombu's own retry would block silently; we retry with a log line.
+        self.celery.send_task(
+            command.task_name,
+            kwargs=command.to_kwargs(),
+            queue=queue_for(command.task_name),
+            retry=False,
+            ignore_result=True,
+        )
+
+    async def send(self, command: Command) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential_jitter(initial=0.2, max=self.max_backoff_s),
+            stop=stop_never if self.give_up_after_s is None else stop_after_delay(
+                self.give_up_after_s
+            ),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await asyncio.to_thread(self._publish, command)
+        except Exception as error:
+            raise BrokerUnavailable(str(error)) from error
+        log.info("command.enqueued", command=command.task_name)
+
+    def close(self) -> None:
+        self.celery.close()

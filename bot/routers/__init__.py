@@ -1,0 +1,11 @@
+"""Feature routers, in the order they get a chance at an update (fallback last)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from bot.routers import fallback, start
+
+
+def feature_routers() -> list[Router]:
+    return [start.router, fallback.router]

@@ -1,0 +1,146 @@
+"""Settings: environment variables and `.env`; every one has a default that works embedded."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Used when BOT_TOKEN is unset: the local sandbox accepts any well-formed token.
+SANDBOX_TOKEN = "123456789:zavhoz-sandbox"
+SANDBOX_URL = "http://127.0.0.1:8081"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: AnyHttpUrl | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    timezone: str = "UTC"
+    sentry_dsn: SecretStr | None = None
+    log_format: Literal["json", "console"] | None = None
+    log_level: str = "INFO"
+    webhook_url: AnyHttpUrl | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook server must be reachable
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    var_dir: Path = Path("var")
+    # Bounded so a poisoned message cannot loop forever between dying workers.
+    max_redeliveries: int = Field(default=3, ge=0)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            bad = [p for p in parts if not p.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"not a Telegram user id: {bad[0]!r}")
+            return frozenset(int(p) for p in parts)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("database_url", "redis_url", "bot_token", "sentry_dsn", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            head, _, tail = value.get_secret_value().partition(":")
+            if not head.isdigit() or not tail:
+                raise ValueError("expected the form <digits>:<secret> from @BotFather")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(value)
+            except ArgumentError:
+                raise ValueError("expected a SQLAlchemy URL like postgresql+psycopg://...") from None
+        return value
+
+    # Derived values: embedded defaults when a service is not configured.
+    @property
+    def token(self) -> str:
+        return self.bot_token.get_secret_value() if self.bot_token else SANDBOX_TOKEN
+
+    @property
+    def api_url(self) -> str:
+        if self.telegram_api_url is not None:
+            return str(self.telegram_api_url).rstrip("/")
+        return SANDBOX_URL if self.bot_token is None else "https://api.telegram.org"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return normalize_db_url(self.database_url)
+        return f"sqlite:///{(self.var_dir / 'zavhoz.sqlite3').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"sqla+sqlite:///{(self.var_dir / 'broker.sqlite3').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+
+def normalize_db_url(url: str) -> str:
+    """Heroku-style `postgres://` and bare `postgresql://` mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming the variable and the problem, never the value of a secret."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid setting {name}: {message}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; exits with a one-line error on an invalid value."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(f"zavhoz: {describe_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,33 @@
+"""Shared fixtures: every test runs with a clean environment and its own var dir."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import get_settings
+
+# Variables of ours that must not leak from the developer's shell or .env into tests.
+_OURS = (
+    "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "ADMIN_IDS", "TIMEZONE",
+    "SENTRY_DSN", "LOG_FORMAT", "WEBHOOK_URL", "WEBHOOK_SECRET", "VAR_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in _OURS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def require_services() -> bool:
+    """CI sets this: a missing PostgreSQL or Redis is then a failure, not a skip."""
+    return os.environ.get("ZAVHOZ_REQUIRE_SERVICES") == "1"

@@ -1,0 +1,117 @@
+"""The Celery app: queues, routing and the reliability settings of DESIGN.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from core.logging import configure_logging, get_logger
+from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
+from core.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+# Above the longest countdown or ETA we use, or Redis would redeliver a task still waiting.
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+TASK_MODULES = ("workers.commands", "workers.notification_tasks", "workers.maintenance_tasks")
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": 30.0},
+}
+
+
+def route(name: str, *_: Any, **__: Any) -> dict[str, str]:
+    return {"queue": queue_for(name)}
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("zavhoz", include=list(TASK_MODULES))
+    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    if settings.embedded:
+        # kombu's SQLAlchemy transport polls; keep interactive replies snappy.
+        transport_options["polling_interval"] = 0.1
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=INTERACTIVE,
+        task_queues=[Queue(name) for name in ALL_QUEUES],
+        task_routes=(route,),
+        # acks_late with prefetch 1: a busy worker does not hoard messages others could run.
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule=BEAT_SCHEDULE,
+        timezone=settings.timezone,
+        enable_utc=True,
+    )
+    if settings.redis_url:
+        # Two beats may run (HA): redbeat's Redis lock makes each tick fire once. The lock
+        # outlives a dead beat by redbeat_lock_timeout, so keep it short for quick failover.
+        app.conf.update(
+            beat_scheduler="redbeat.RedBeatScheduler",
+            redbeat_redis_url=settings.redis_url,
+            redbeat_key_prefix="zavhoz:redbeat:",
+            beat_max_loop_interval=5,
+            redbeat_lock_timeout=30,
+        )
+    else:
+        app.conf.beat_schedule_filename = str(settings.var_dir / "beat-schedule")
+    return app
+
+
+app = create_app(get_settings())
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+
+@signals.celeryd_init.connect
+def _init_sentry(**_: Any) -> None:
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    from core.observability import init_sentry
+
+    init_sentry(get_settings(), [CeleryIntegration(monitor_beat_tasks=True)])
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    from db.session import dispose_engine
+
+    dispose_engine()
+
+
+@signals.worker_process_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    from workers.telegram import close_clients
+
+    close_clients()
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
+
+
+@signals.task_postrun.connect
+def _unbind_task_context(**_: Any) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,5 @@
+import sys
+
+from zavhoz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""The `zavhoz` command: run any process of the system, or all of them on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from core.queues import ALL_QUEUES
+from core.settings import SANDBOX_URL, get_settings
+
+
+def _bot(_: argparse.Namespace) -> int:
+    from bot.app import main
+
+    main(get_settings())
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.app import app
+
+    argv = ["worker", "-Q", args.queues, "--loglevel", get_settings().log_level, *args.celery_args]
+    app.worker_main(argv)
+    return 0
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from workers.app import app
+
+    app.start(["beat", "--loglevel", get_settings().log_level, *args.celery_args])
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    if args.action == "upgrade":
+        migrate.upgrade()
+    else:
+        migrate.check()
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from sandbox.server import run
+
+    run(args.host, args.port)
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from sandbox.chat import run_chat
+
+    run_chat(args.url, args.user_id, first_name=args.name, language_code=args.language)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    """The whole system on one machine: sandbox (without a token), migrations, worker, beat, bot."""
+    from db import migrate
+
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    exe = [sys.executable, "-m", "zavhoz"]
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    if settings.bot_token is None and settings.telegram_api_url is None:
+        port = SANDBOX_URL.rsplit(":", 1)[1]
+        children.append(("sandbox", subprocess.Popen([*exe, "sandbox", "--port", port], env=env)))
+    migrate.upgrade()
+    children.append(("worker", subprocess.Popen([*exe, "worker", "--", "-c", "2"], env=env)))
+    children.append(("beat", subprocess.Popen([*exe, "beat"], env=env)))
+    children.append(("bot", subprocess.Popen([*exe, "bot"], env=env)))
+    broker = "Redis" if settings.redis_url else "an embedded broker under " + str(settings.var_dir)
+    print(
+        f"\nzavhoz is up: Bot API at {settings.api_url}, {broker}, database {settings.db_url}.\n"
+        f"Talk to the bot in another terminal:  zavhoz chat --as 1001   (or: make chat)\n"
+        f"Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    return _supervise(children)
+
+
+def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        for name, child in children:
+            if child.poll() is not None:
+                print(f"zavhoz: {name} exited with {child.returncode}; stopping", file=sys.stderr)
+                code, stopping = 1, True
+        time.sleep(0.2)
+    for _, child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for _, child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zavhoz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything on one machine").set_defaults(func=_up)
+    sub.add_parser("bot", help="run the bot (polling, or webhook when WEBHOOK_URL is set)")\
+        .set_defaults(func=_bot)
+    worker = sub.add_parser("worker", help="run a Celery worker; extra args go to celery")
+    worker.add_argument("-Q", "--queues", default=",".join(ALL_QUEUES))
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=_worker)
+    beat = sub.add_parser("beat", help="run Celery beat; extra args go to celery")
+    beat.add_argument("celery_args", nargs=argparse.REMAINDER)
+    beat.set_defaults(func=_beat)
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "check"])
+    db.set_defaults(func=_db)
+    sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=int(SANDBOX_URL.rsplit(":", 1)[1]))
+    sandbox.set_defaults(func=_sandbox)
+    chat = sub.add_parser("chat", help="talk to the bot through the sandbox from a terminal")
+    chat.add_argument("--as", dest="user_id", type=int, required=True, help="your Telegram id")
+    chat.add_argument("--name", default="You")
+    chat.add_argument("--language", default="en")
+    chat.add_argument("--url", default=os.environ.get("TELEGRAM_API_URL", SANDBOX_URL))
+    chat.set_defaults(func=_chat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("sandbox", "chat"):
+        get_settings()  # a bad setting stops here with one line, before anything starts
+    if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
+        args.celery_args = args.celery_args[1:]
+    code: int = args.func(args)
+    return code
