@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,4 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     get_settings.cache_clear()
 
 
-def require_services() -> bool:
-    """CI sets this: a missing PostgreSQL or Redis is then a failure, not a skip."""
-    return os.environ.get("ZAVHOZ_REQUIRE_SERVICES") == "1"
+pytest_plugins = ("tests.support.services",)

@@ -14,6 +14,7 @@ from core.logging import get_logger
 from db.models import ProcessedCommand
 from db.session import new_session
 from workers import outbox
+from workers.notification_tasks import schedule_retries
 from workers.outbox import Replies
 
 log = get_logger(__name__)
@@ -52,5 +53,5 @@ def run_command(command: C, handler: Handler[C]) -> bool:
         session.close()
     log.info("command.applied" if applied else "command.duplicate", replies=len(to_send))
     # Fast path: the reply goes out now; what fails stays pending for retries and the relay.
-    outbox.deliver(to_send)
+    schedule_retries(outbox.deliver(to_send))
     return applied

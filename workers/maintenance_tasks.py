@@ -28,4 +28,4 @@ def relay_outbox() -> dict[str, int]:
                 .limit(RELAY_BATCH)
             )
         )
-    return outbox.deliver(ids)
+    return outbox.deliver(ids).counts

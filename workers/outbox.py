@@ -94,16 +94,25 @@ def backoff_delay(attempts: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempts))  # noqa: S311
 
 
-def deliver(ids: Iterable[int]) -> dict[str, int]:
-    """Send the due rows among `ids`, one short transaction each; returns counts by outcome."""
-    counts: dict[str, int] = {}
+@dataclass
+class Report:
+    counts: dict[str, int] = field(default_factory=dict)
+    # Rows to try again, with the earliest time they may go.
+    retry_at: dict[int, datetime] = field(default_factory=dict)
+
+
+def deliver(ids: Iterable[int]) -> Report:
+    """Send the due rows among `ids`, one short transaction each."""
+    report = Report()
     for row_id in ids:
-        outcome = _deliver_one(row_id)
-        counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+        outcome, retry_at = _deliver_one(row_id)
+        report.counts[outcome] = report.counts.get(outcome, 0) + 1
+        if retry_at is not None:
+            report.retry_at[row_id] = retry_at
+    return report
 
 
-def _deliver_one(row_id: int) -> str:
+def _deliver_one(row_id: int) -> tuple[str, datetime | None]:
     with session_scope() as session:
         row = session.scalars(
             select(Outbox)
@@ -111,8 +120,9 @@ def _deliver_one(row_id: int) -> str:
             .with_for_update(skip_locked=True)
         ).one_or_none()
         if row is None:
-            return "skipped"  # sent already, not due, or another worker holds it
-        return _attempt(session, row)
+            return "skipped", None  # sent already, not due, or another worker holds it
+        outcome = _attempt(session, row)
+        return outcome, row.next_attempt_at if outcome == "retry" else None
 
 
 def _attempt(session: Session, row: Outbox) -> str:

@@ -8,4 +8,4 @@ from bot.routers import fallback, start
 
 
 def feature_routers() -> list[Router]:
-    return [start.router, fallback.router]
+    return [start.create_router(), fallback.create_router()]

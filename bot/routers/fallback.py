@@ -7,10 +7,12 @@ from aiogram.types import Message
 
 from core.texts import t
 
-router = Router(name=__name__)
-
-
-@router.message()
 async def unknown(message: Message) -> None:
     language = message.from_user.language_code if message.from_user else None
     await message.answer(t("unknown", language))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(unknown)
+    return router

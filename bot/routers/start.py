@@ -11,10 +11,6 @@ from bot.enqueue import CommandQueue
 from core.commands import RegisterUser
 from core.texts import all_translations, t
 
-router = Router(name=__name__)
-
-
-@router.message(CommandStart())
 async def start(message: Message, event_update: Update, commands: CommandQueue) -> None:
     if message.from_user is None:
         return
@@ -27,8 +23,14 @@ async def start(message: Message, event_update: Update, commands: CommandQueue) 
     )
 
 
-@router.message(Command("help"))
-@router.message(F.text.in_(all_translations("menu.help")))
 async def help_(message: Message) -> None:
     language = message.from_user.language_code if message.from_user else None
     await message.answer(t("help", language))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(start, CommandStart())
+    router.message.register(help_, Command("help"))
+    router.message.register(help_, F.text.in_(all_translations("menu.help")))
+    return router

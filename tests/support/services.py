@@ -1,0 +1,100 @@
+"""Fixtures for the real PostgreSQL and Redis (integration and end-to-end tests).
+
+Unreachable services skip these tests on a developer's machine; CI sets
+ZAVHOZ_REQUIRE_SERVICES=1, which turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from db import migrate
+from sandbox.server import SandboxThread
+from tests.support.processes import Processes
+from tests.support.sandbox_api import SandboxAPI
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+# Our own Redis database, flushed per test: never the developer's db 0.
+REDIS_TEST_DB = 14
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({type(error).__name__}: {error})"
+    if os.environ.get("ZAVHOZ_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + "; ZAVHOZ_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
+    try:
+        engine = create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure means "not available"
+        _unavailable("PostgreSQL", error)
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database per test, built by `alembic upgrade head`, dropped afterwards."""
+    name = f"zavhoz_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    base = make_url(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT).replace("redis://", "x://"))
+    url = f"redis://{base.host or '127.0.0.1'}:{base.port or 6379}/{REDIS_TEST_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except Exception as error:  # noqa: BLE001
+        _unavailable("Redis", error)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def live_sandbox() -> Iterator[SandboxAPI]:
+    with SandboxThread() as server:
+        yield SandboxAPI(server.url)
+
+
+@pytest.fixture
+def procs(
+    tmp_path: Path, pg_url: str, redis_url: str, live_sandbox: SandboxAPI
+) -> Iterator[Processes]:
+    """Real processes wired to this test's database, Redis and sandbox."""
+    env = {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "TELEGRAM_API_URL": live_sandbox.url,
+        "LOG_FORMAT": "json",
+        "VAR_DIR": str(tmp_path / "var"),
+    }
+    processes = Processes(tmp_path, env)
+    yield processes
+    processes.stop_all()

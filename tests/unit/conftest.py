@@ -1,0 +1,58 @@
+"""Unit fixtures: SQLite migrated by Alembic, the sandbox in a thread, an in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import Engine
+
+from db import migrate
+from db.session import configure_engine, dispose_engine, make_engine
+from sandbox.server import SandboxThread
+from tests.support.sandbox_api import SandboxAPI
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxThread]:
+    with SandboxThread() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxThread, monkeypatch: pytest.MonkeyPatch) -> SandboxAPI:
+    api = SandboxAPI(sandbox_server.url)
+    api.reset()
+    monkeypatch.setenv("TELEGRAM_API_URL", sandbox_server.url)
+    return api
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A fresh SQLite database built by the migrations (never create_all)."""
+    url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    configure_engine(engine)
+    yield engine
+    dispose_engine()
+
+
+@pytest.fixture(scope="session")
+def inproc_worker() -> Iterator[object]:
+    """Our Celery app served by an in-process worker over the in-memory transport.
+
+    Real messages, serialization and routing: the same kombu memory broker is shared by any
+    producer in this process (the bot's CommandQueue included). Never task_always_eager.
+    """
+    import workers.commands  # noqa: F401 - registers the tasks
+    import workers.maintenance_tasks  # noqa: F401
+    import workers.notification_tasks  # noqa: F401
+    from workers.app import app
+
+    app.conf.update(broker_url="memory://", broker_transport_options={})
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
+        yield worker

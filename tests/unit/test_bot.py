@@ -1,0 +1,107 @@
+"""The bot process's side: handlers enqueue commands; a down broker holds the update."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiogram import Bot
+
+from bot.app import create_bot, create_dispatcher
+from bot.enqueue import BrokerUnavailable, CommandQueue
+from core.commands import Actor, RegisterUser
+from core.settings import get_settings
+from core.texts import t
+from tests.support.sandbox_api import SandboxAPI
+
+
+async def feed_pending_updates(bot: Bot, dp: object) -> int:
+    updates = await bot.get_updates(timeout=0)
+    for update in updates:
+        await dp.feed_update(bot, update)  # type: ignore[attr-defined]
+    if updates:
+        await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
+    return len(updates)
+
+
+@pytest.mark.usefixtures("db", "inproc_worker")
+async def test_start_goes_through_broker_and_worker(sandbox: SandboxAPI) -> None:
+    settings = get_settings()
+    commands = CommandQueue("memory://")
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, commands)
+    try:
+        sandbox.send_text(2002, "/start", first_name="Bob", language_code="ru")
+        assert await feed_pending_updates(bot, dp) == 1
+        messages = await asyncio.to_thread(sandbox.wait_messages, 2002, 1, 20)
+    finally:
+        await bot.session.close()
+    assert messages[0]["text"].startswith("Здравствуйте, Bob!")
+    assert messages[0]["reply_markup"]["keyboard"][0][0]["text"] == t("menu.help", "ru")
+
+
+async def test_help_and_unknown_are_answered_by_the_bot_itself(sandbox: SandboxAPI) -> None:
+    settings = get_settings()
+
+    class NoBroker(CommandQueue):
+        async def send(self, command: object) -> None:
+            raise AssertionError("static replies must not need a worker")
+
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, NoBroker("memory://"))
+    try:
+        sandbox.send_text(3003, "/help")
+        sandbox.send_text(3003, t("menu.help", "en"))
+        sandbox.send_text(3003, "what is this?")
+        assert await feed_pending_updates(bot, dp) == 3
+    finally:
+        await bot.session.close()
+    texts = [m["text"] for m in sandbox.messages(3003)]
+    assert texts[0] == texts[1] and texts[0].startswith("What I can do")
+    assert texts[2] == t("unknown", "en")
+
+
+def _command() -> RegisterUser:
+    return RegisterUser(idempotency_key="tg-update:1", actor=Actor(user_id=1, chat_id=1))
+
+
+async def test_unreachable_broker_is_retried_then_reported() -> None:
+    commands = CommandQueue("redis://127.0.0.1:9/0", give_up_after_s=1.0, max_backoff_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable):
+        await commands.send(_command())
+    assert time.monotonic() - started >= 1.0  # it kept trying for the whole deadline
+    commands.close()
+
+
+async def test_polling_mode_retries_until_the_broker_is_back() -> None:
+    class Flaky(CommandQueue):
+        calls = 0
+
+        def _publish(self, command: object) -> None:
+            Flaky.calls += 1
+            if Flaky.calls < 4:
+                raise ConnectionError("broker down")
+
+    commands = Flaky("memory://", max_backoff_s=0.05)
+    await commands.send(_command())
+    assert Flaky.calls == 4
+
+
+@pytest.mark.usefixtures("db", "inproc_worker")
+async def test_a_rate_limited_reply_is_retried_after_retry_after(sandbox: SandboxAPI) -> None:
+    """No beat, no relay: the worker schedules the retry itself when Telegram says 429."""
+    settings = get_settings()
+    commands = CommandQueue("memory://")
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, commands)
+    try:
+        sandbox.send_text(2003, "/start")
+        sandbox.fault("429", retry_after=1, count=1)
+        await feed_pending_updates(bot, dp)
+        messages = await asyncio.to_thread(sandbox.wait_messages, 2003, 1, 20)
+    finally:
+        await bot.session.close()
+    assert len(messages) == 1
+    assert sandbox.stats()["rejected_429"] >= 1
