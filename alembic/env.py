@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import pool
 
+from alembic import context
 from core.settings import get_settings
 from db.models import Base
 from db.session import make_engine

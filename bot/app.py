@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -12,6 +13,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, ErrorEvent
+from aiohttp import web
 
 from bot.enqueue import CommandQueue
 from bot.middlewares import LogContext
@@ -49,15 +51,13 @@ def create_dispatcher(settings: Settings, commands: CommandQueue) -> Dispatcher:
     return dp
 
 
-async def _on_error(event: ErrorEvent) -> bool:
+async def _on_error(event: ErrorEvent, bot: Bot) -> bool:
     # Logged with the update's context; the user gets a short apology, never a traceback.
     log.error("update.failed", exc_info=event.exception)
-    message = event.update.message or (
-        event.update.callback_query.message if event.update.callback_query else None
-    )
-    if message is not None and message.chat is not None:
-        user = event.update.message.from_user if event.update.message else None
-        await message.bot.send_message(message.chat.id, t("busy", user and user.language_code))  # type: ignore[union-attr]
+    message = event.update.message
+    if message is not None:
+        language = message.from_user.language_code if message.from_user else None
+        await bot.send_message(message.chat.id, t("busy", language))
     return True
 
 
@@ -93,7 +93,6 @@ async def run_polling(settings: Settings) -> None:
 
 async def run_webhook(settings: Settings) -> None:
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-    from aiohttp import web
 
     assert settings.webhook_url is not None
     commands = CommandQueue(settings.broker_url, give_up_after_s=WEBHOOK_ENQUEUE_DEADLINE_S)
@@ -123,9 +122,7 @@ async def run_webhook(settings: Settings) -> None:
         commands.close()
 
 
-async def _health(_: object) -> object:
-    from aiohttp import web
-
+async def _health(_: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
@@ -135,7 +132,5 @@ def main(settings: Settings) -> None:
 
     init_sentry(settings, [AioHttpIntegration()])
     runner = run_webhook if settings.webhook_url else run_polling
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner(settings))
-    except KeyboardInterrupt:
-        pass

@@ -79,9 +79,9 @@ class CommandQueue:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Exception),
             wait=wait_exponential_jitter(multiplier=0.2, max=self.max_backoff_s, jitter=0.5),
-            stop=stop_never if self.give_up_after_s is None else stop_after_delay(
-                self.give_up_after_s
-            ),
+            stop=stop_never
+            if self.give_up_after_s is None
+            else stop_after_delay(self.give_up_after_s),
             before_sleep=_log_retry,
             reraise=True,
         )

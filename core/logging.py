@@ -56,4 +56,4 @@ def configure_logging(log_format: str | None = None, level: str = "INFO") -> Non
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

@@ -12,7 +12,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Used when BOT_TOKEN is unset: the local sandbox accepts any well-formed token.
-SANDBOX_TOKEN = "123456789:zavhoz-sandbox"
+SANDBOX_TOKEN = "123456789:zavhoz-sandbox"  # noqa: S105 - not a secret: sandbox only
 SANDBOX_URL = "http://127.0.0.1:8081"
 
 
@@ -89,7 +89,9 @@ class Settings(BaseSettings):
             try:
                 make_url(value)
             except ArgumentError:
-                raise ValueError("expected a SQLAlchemy URL like postgresql+psycopg://...") from None
+                raise ValueError(
+                    "expected a SQLAlchemy URL like postgresql+psycopg://..."
+                ) from None
         return value
 
     # Derived values: embedded defaults when a service is not configured.

@@ -22,11 +22,7 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "role.staff": "staff",
         "role.admin": "an admin",
         "menu.help": "❓ Help",
-        "help": (
-            "<b>What I can do</b>\n"
-            "/start: the main menu\n"
-            "/help: this message"
-        ),
+        "help": ("<b>What I can do</b>\n/start: the main menu\n/help: this message"),
         "unknown": "I did not understand that. Send /help to see what I can do.",
         "busy": "Sorry, something went wrong on our side. Please try again in a minute.",
         "placeholder": "Choose an action",
@@ -43,11 +39,7 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "role.staff": "сотрудник",
         "role.admin": "администратор",
         "menu.help": "❓ Помощь",
-        "help": (
-            "<b>Что я умею</b>\n"
-            "/start: главное меню\n"
-            "/help: это сообщение"
-        ),
+        "help": ("<b>Что я умею</b>\n/start: главное меню\n/help: это сообщение"),
         "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",
         "busy": "Извините, у нас что-то пошло не так. Попробуйте через минуту.",
         "placeholder": "Выберите действие",

@@ -33,8 +33,8 @@ def upsert_user(session: Session, actor: Actor, admin_ids: frozenset[int]) -> Us
     stmt = stmt.on_conflict_do_update(index_elements=[User.telegram_id], set_=profile)
     session.execute(stmt)
     user = session.scalars(
-        select(User).where(User.telegram_id == actor.user_id).execution_options(
-            populate_existing=True
-        )
+        select(User)
+        .where(User.telegram_id == actor.user_id)
+        .execution_options(populate_existing=True)
     ).one()
     return user

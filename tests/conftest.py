@@ -11,8 +11,17 @@ from core.settings import get_settings
 
 # Variables of ours that must not leak from the developer's shell or .env into tests.
 _OURS = (
-    "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "ADMIN_IDS", "TIMEZONE",
-    "SENTRY_DSN", "LOG_FORMAT", "WEBHOOK_URL", "WEBHOOK_SECRET", "VAR_DIR",
+    "BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_IDS",
+    "TIMEZONE",
+    "SENTRY_DSN",
+    "LOG_FORMAT",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "VAR_DIR",
 )
 
 

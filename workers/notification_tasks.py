@@ -18,4 +18,4 @@ def schedule_retries(report: outbox.Report) -> None:
     """Retry rows when they are due (429's retry_after, or backoff); the relay is the backstop."""
     if report.retry_at:
         eta = max(report.retry_at.values())
-        deliver.apply_async(args=[sorted(report.retry_at)], eta=eta)
+        deliver.apply_async(args=(sorted(report.retry_at),), eta=eta)

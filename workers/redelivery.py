@@ -42,7 +42,7 @@ def count_delivery(key: str) -> int:
     return int(count)
 
 
-class CappedTask(Task):  # type: ignore[misc]
+class CappedTask(Task):  # type: ignore[type-arg]
     """Drops (and reports) a message delivered more often than MAX_REDELIVERIES allows."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ Keyed by pid (a forked child must not reuse the parent's loop) and thread (threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from typing import Any, TypeVar
@@ -63,10 +64,8 @@ def close_clients() -> None:
         clients = [c for c in _all if c.pid == os.getpid()]
         _all.clear()
     for client in clients:
-        try:
+        with contextlib.suppress(RuntimeError):  # a loop still running in a thread that is gone
             client.close()
-        except RuntimeError:
-            pass  # a loop still running in a thread that is gone
 
 
 def method_for(name: str, payload: dict[str, Any]) -> TelegramMethod[Any]:

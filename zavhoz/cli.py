@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zavhoz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run everything on one machine").set_defaults(func=_up)
-    sub.add_parser("bot", help="run the bot (polling, or webhook when WEBHOOK_URL is set)")\
-        .set_defaults(func=_bot)
+    sub.add_parser(
+        "bot", help="run the bot (polling, or webhook when WEBHOOK_URL is set)"
+    ).set_defaults(func=_bot)
     worker = sub.add_parser("worker", help="run a Celery worker; extra args go to celery")
     worker.add_argument("-Q", "--queues", default=",".join(ALL_QUEUES))
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)

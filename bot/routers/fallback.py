@@ -7,6 +7,7 @@ from aiogram.types import Message
 
 from core.texts import t
 
+
 async def unknown(message: Message) -> None:
     language = message.from_user.language_code if message.from_user else None
     await message.answer(t("unknown", language))

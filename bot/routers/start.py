@@ -11,6 +11,7 @@ from bot.enqueue import CommandQueue
 from core.commands import RegisterUser
 from core.texts import all_translations, t
 
+
 async def start(message: Message, event_update: Update, commands: CommandQueue) -> None:
     if message.from_user is None:
         return

@@ -19,7 +19,13 @@ def test_downgrade_and_upgrade_round_trip(pg_url: str) -> None:
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     migrate.upgrade(pg_url)
     assert {
-        "users", "requests", "attachments", "comments", "request_events", "outbox",
-        "processed_commands", "erasure_audit",
+        "users",
+        "requests",
+        "attachments",
+        "comments",
+        "request_events",
+        "outbox",
+        "processed_commands",
+        "erasure_audit",
     } <= set(inspect(engine).get_table_names())
     engine.dispose()

@@ -62,8 +62,11 @@ def test_two_first_messages_at_once_make_one_user(
     live_sandbox.send_text(6006, "/start")
     app = producer(redis_url)
     for update_id in range(10, 16):
-        publish(app, RegisterUser(
-            idempotency_key=idempotency_key(update_id), actor=Actor(user_id=6006, chat_id=6006)
-        ))
+        publish(
+            app,
+            RegisterUser(
+                idempotency_key=idempotency_key(update_id), actor=Actor(user_id=6006, chat_id=6006)
+            ),
+        )
     live_sandbox.wait_messages(6006, 6)
     assert counts(pg_url) == (1, 6, 6)

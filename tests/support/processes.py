@@ -64,8 +64,15 @@ class Processes:
 
     def worker(self, name: str = "worker", *celery_args: str, **env: str) -> Proc:
         proc = self.start(
-            name, "worker", "--", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-            *celery_args, **env,
+            name,
+            "worker",
+            "--",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            *celery_args,
+            **env,
         )
         proc.wait_for_log("ready.")
         return proc

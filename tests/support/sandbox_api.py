@@ -40,7 +40,8 @@ class SandboxAPI:
 
     def messages(self, chat_id: int, after: int = 0, wait: float = 0) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call(
-            "GET", f"/sandbox/chats/{chat_id}/messages?after={after}&wait={wait}",
+            "GET",
+            f"/sandbox/chats/{chat_id}/messages?after={after}&wait={wait}",
             timeout=wait + 30,
         )
         return result

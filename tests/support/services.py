@@ -42,7 +42,7 @@ def pg_server_url() -> str:
         with engine.connect():
             pass
         engine.dispose()
-    except Exception as error:  # noqa: BLE001 - any failure means "not available"
+    except Exception as error:
         _unavailable("PostgreSQL", error)
     return url
 
@@ -69,7 +69,7 @@ def redis_url() -> Iterator[str]:
     client = redis.Redis.from_url(url)
     try:
         client.ping()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         _unavailable("Redis", error)
     client.flushdb()
     yield url

@@ -48,8 +48,8 @@ def inproc_worker() -> Iterator[object]:
     Real messages, serialization and routing: the same kombu memory broker is shared by any
     producer in this process (the bot's CommandQueue included). Never task_always_eager.
     """
-    import workers.commands  # noqa: F401 - registers the tasks
-    import workers.maintenance_tasks  # noqa: F401
+    import workers.commands
+    import workers.maintenance_tasks
     import workers.notification_tasks  # noqa: F401
     from workers.app import app
 

@@ -8,7 +8,7 @@ from core.commands import SCHEMA_VERSION, Actor, RegisterUser, idempotency_key
 from core.menu import main_menu
 from core.queues import ALL_QUEUES, queue_for
 from core.roles import Role
-from core.texts import LANGUAGES, _CATALOGUE, pick_language, t
+from core.texts import _CATALOGUE, LANGUAGES, pick_language, t
 
 
 def test_command_round_trips_as_json_kwargs() -> None:
@@ -23,16 +23,24 @@ def test_command_round_trips_as_json_kwargs() -> None:
 
 
 def test_old_messages_with_unknown_fields_still_parse() -> None:
-    raw = {"schema": 1, "idempotency_key": "tg-update:1", "actor": {"user_id": 1, "chat_id": 1},
-           "added_in_a_later_release": True}
+    raw = {
+        "schema": 1,
+        "idempotency_key": "tg-update:1",
+        "actor": {"user_id": 1, "chat_id": 1},
+        "added_in_a_later_release": True,
+    }
     assert RegisterUser.model_validate(raw).actor.user_id == 1
 
 
 @pytest.mark.parametrize(
     ("task", "queue"),
-    [("commands.register_user", "interactive"), ("notifications.deliver", "notifications"),
-     ("reports.daily", "reports"), ("privacy.export", "privacy"),
-     ("maintenance.relay_outbox", "maintenance")],
+    [
+        ("commands.register_user", "interactive"),
+        ("notifications.deliver", "notifications"),
+        ("reports.daily", "reports"),
+        ("privacy.export", "privacy"),
+        ("maintenance.relay_outbox", "maintenance"),
+    ],
 )
 def test_routing_by_task_name(task: str, queue: str) -> None:
     assert queue_for(task) == queue and queue in ALL_QUEUES

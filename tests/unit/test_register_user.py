@@ -45,7 +45,10 @@ def test_start_registers_the_user_and_sends_the_welcome(db: Engine, sandbox: San
         user = s.scalars(select(User)).one()
         row = s.scalars(select(Outbox)).one()
     assert (user.telegram_id, user.role, user.first_name, user.reachable) == (
-        1001, "resident", "Ann", True,
+        1001,
+        "resident",
+        "Ann",
+        True,
     )
     assert row.state == "sent" and row.message_id is not None
     (message,) = sandbox.messages(1001)
@@ -126,8 +129,9 @@ def test_rate_limited_send_waits_for_retry_after(
         row = s.scalars(select(Outbox)).one()
     assert row.state == "pending"
     assert [list(retry) for retry in scheduled] == [[row.id]]
-    assert (row.next_attempt_at.replace(tzinfo=None) - row.created_at.replace(tzinfo=None)
-            ).total_seconds() >= 29
+    assert (
+        row.next_attempt_at.replace(tzinfo=None) - row.created_at.replace(tzinfo=None)
+    ).total_seconds() >= 29
     assert relay_outbox() == {}  # not due yet
 
 
