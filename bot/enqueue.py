@@ -9,7 +9,6 @@ redelivers).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from celery import Celery
 from tenacity import (
@@ -49,17 +48,16 @@ class CommandQueue:
         *,
         give_up_after_s: float | None = None,
         max_backoff_s: float = 10.0,
-        transport_options: dict[str, Any] | None = None,
     ) -> None:
         self.celery = Celery("zavhoz-bot", broker=broker_url, set_as_current=False)
         self.celery.conf.update(
             task_serializer="json",
             accept_content=["json"],
-            broker_transport_options={
-                "socket_connect_timeout": 3,
-                "socket_timeout": 5,
-                **(transport_options or {}),
-            },
+            broker_transport_options=(
+                {"socket_connect_timeout": 3, "socket_timeout": 5}
+                if broker_url.startswith("redis")
+                else {}
+            ),
             broker_connection_timeout=3,
         )
         self.give_up_after_s = give_up_after_s

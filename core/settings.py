@@ -115,7 +115,10 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        return f"sqla+sqlite:///{(self.var_dir / 'broker.sqlite3').resolve()}"
+        from core.embedded_broker import SCHEME, register
+
+        register()
+        return f"{SCHEME}+sqlite:///{(self.var_dir / 'broker.sqlite3').resolve()}"
 
     @property
     def embedded(self) -> bool:

@@ -29,10 +29,10 @@ def route(name: str, *_: Any, **__: Any) -> dict[str, str]:
 
 def create_app(settings: Settings) -> Celery:
     app = Celery("zavhoz", include=list(TASK_MODULES))
-    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-    if settings.embedded:
-        # kombu's SQLAlchemy transport polls; keep interactive replies snappy.
-        transport_options["polling_interval"] = 0.1
+    # The embedded transport hands its options to create_engine: Redis-only options stay out.
+    transport_options: dict[str, Any] = (
+        {} if settings.embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    )
     app.conf.update(
         broker_url=settings.broker_url,
         broker_transport_options=transport_options,

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from core.queues import ALL_QUEUES
 from core.settings import SANDBOX_URL, get_settings
 
+_SANDBOX_PORT = int(SANDBOX_URL.rsplit(":", 1)[1])
+
 
 def _bot(_: argparse.Namespace) -> int:
     from bot.app import main
@@ -69,17 +71,20 @@ def _up(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     exe = [sys.executable, "-m", "zavhoz"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    api_url = settings.api_url
     if settings.bot_token is None and settings.telegram_api_url is None:
-        port = SANDBOX_URL.rsplit(":", 1)[1]
-        children.append(("sandbox", subprocess.Popen([*exe, "sandbox", "--port", port], env=env)))
+        api_url = env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{args.sandbox_port}"
+        sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port)]
+        children.append(("sandbox", subprocess.Popen(sandbox, env=env)))
     migrate.upgrade()
     children.append(("worker", subprocess.Popen([*exe, "worker", "--", "-c", "2"], env=env)))
     children.append(("beat", subprocess.Popen([*exe, "beat"], env=env)))
     children.append(("bot", subprocess.Popen([*exe, "bot"], env=env)))
     broker = "Redis" if settings.redis_url else "an embedded broker under " + str(settings.var_dir)
     print(
-        f"\nzavhoz is up: Bot API at {settings.api_url}, {broker}, database {settings.db_url}.\n"
-        f"Talk to the bot in another terminal:  zavhoz chat --as 1001   (or: make chat)\n"
+        f"\nzavhoz is up: Bot API at {api_url}, {broker}, database {settings.db_url}.\n"
+        f"Talk to the bot in another terminal:  make chat   (or: zavhoz chat --as 1001"
+        f"{'' if api_url == SANDBOX_URL else ' --url ' + api_url})\n"
         f"Stop with Ctrl-C.\n",
         flush=True,
     )
@@ -116,7 +121,9 @@ def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zavhoz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run everything on one machine").set_defaults(func=_up)
+    up = sub.add_parser("up", help="run everything on one machine")
+    up.add_argument("--sandbox-port", type=int, default=_SANDBOX_PORT)
+    up.set_defaults(func=_up)
     sub.add_parser(
         "bot", help="run the bot (polling, or webhook when WEBHOOK_URL is set)"
     ).set_defaults(func=_bot)
@@ -132,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_db)
     sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=int(SANDBOX_URL.rsplit(":", 1)[1]))
+    sandbox.add_argument("--port", type=int, default=_SANDBOX_PORT)
     sandbox.set_defaults(func=_sandbox)
     chat = sub.add_parser("chat", help="talk to the bot through the sandbox from a terminal")
     chat.add_argument("--as", dest="user_id", type=int, required=True, help="your Telegram id")

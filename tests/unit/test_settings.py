@@ -14,7 +14,7 @@ def test_embedded_defaults_need_nothing_installed() -> None:
     assert s.token == SANDBOX_TOKEN
     assert s.api_url == SANDBOX_URL
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("zavhoz.sqlite3")
-    assert s.broker_url.startswith("sqla+sqlite:///")
+    assert s.broker_url.startswith("zavhoz-sqla+sqlite:///")
     assert s.embedded and s.admin_ids == frozenset()
 
 

@@ -1,0 +1,43 @@
+"""The deployment files name real services and commands of this project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from zavhoz.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _zavhoz_command_is_valid(command: list[str]) -> None:
+    assert command[0] == "zavhoz", command
+    build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown command
+
+
+def test_compose_has_the_services_with_health_checks() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "bot", "worker", "beat"} <= services.keys()
+    for name in ("postgres", "redis", "worker"):
+        assert services[name]["healthcheck"]["test"], name
+    for name in ("migrate", "bot", "worker", "beat"):
+        _zavhoz_command_is_valid(services[name]["command"])
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["REDIS_URL"].startswith("redis://")
+    assert services["migrate"]["command"] == ["zavhoz", "db", "upgrade"]
+    assert services["bot"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_procfile_runs_migrations_on_release() -> None:
+    entries = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
+    )
+    assert set(entries) == {"release", "bot", "worker", "beat"}
+    assert entries["release"].split() == ["zavhoz", "db", "upgrade"]
+    for command in entries.values():
+        _zavhoz_command_is_valid(command.split())
