@@ -26,8 +26,18 @@ def test_up_runs_everything_without_token_redis_or_postgres(tmp_path: Path) -> N
         up.wait_for_log("bot.polling", timeout=60)
         up.wait_for_log("ready.", timeout=60)  # the worker
         chat = subprocess.run(
-            [sys.executable, "-m", "zavhoz", "chat", "--as", "1001", "--name", "Ann",
-             "--url", f"http://127.0.0.1:{port}"],
+            [
+                sys.executable,
+                "-m",
+                "zavhoz",
+                "chat",
+                "--as",
+                "1001",
+                "--name",
+                "Ann",
+                "--url",
+                f"http://127.0.0.1:{port}",
+            ],
             input="/start\n!1\n",
             capture_output=True,
             text=True,
