@@ -80,6 +80,7 @@ def _setup_logging(**_: Any) -> None:
 
 
 @signals.celeryd_init.connect
+@signals.beat_init.connect
 def _init_sentry(**_: Any) -> None:
     from sentry_sdk.integrations.celery import CeleryIntegration
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.commands import Command
 from core.logging import get_logger
 from db.models import ProcessedCommand
-from db.session import new_session
+from db.session import session_scope
 from workers import outbox
 from workers.notification_tasks import schedule_retries
 from workers.outbox import Replies
@@ -28,30 +28,25 @@ def run_command(command: C, handler: Handler[C]) -> bool:
     structlog.contextvars.bind_contextvars(
         command=command.task_name, idempotency_key=command.idempotency_key
     )
-    session = new_session()
-    try:
+    applied, to_send = _apply(command, handler)
+    log.info("command.applied" if applied else "command.duplicate", replies=len(to_send))
+    # Fast path: the reply goes out now; what fails stays pending for retries and the relay.
+    schedule_retries(outbox.deliver(to_send))
+    return applied
+
+
+def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int]]:
+    """The transaction; returns whether it applied and the outbox rows to send after commit."""
+    with session_scope() as session:
         session.add(ProcessedCommand(key=command.idempotency_key, task_name=command.task_name))
         try:
             # Concurrent duplicates block here on the unique key until the first one commits.
             session.flush()
         except IntegrityError:
             session.rollback()
-            applied = False
-            to_send = outbox.pending_ids_for_key(session, command.idempotency_key)
-            session.commit()
-        else:
-            applied = True
-            replies = Replies(session, command.idempotency_key)
-            handler(session, command, replies)
-            session.flush()
-            to_send = [row.id for row in replies.rows]
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-    log.info("command.applied" if applied else "command.duplicate", replies=len(to_send))
-    # Fast path: the reply goes out now; what fails stays pending for retries and the relay.
-    schedule_retries(outbox.deliver(to_send))
-    return applied
+            # Applied before: only retry what that run left unsent.
+            return False, outbox.pending_ids_for_key(session, command.idempotency_key)
+        replies = Replies(session, command.idempotency_key)
+        handler(session, command, replies)
+        session.flush()
+        return True, [row.id for row in replies.rows]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
 
 from bot.app import create_bot, create_dispatcher
 from bot.enqueue import BrokerUnavailable, CommandQueue
@@ -16,27 +17,31 @@ from core.texts import t
 from tests.support.sandbox_api import SandboxAPI
 
 
-async def feed_pending_updates(bot: Bot, dp: object) -> int:
+async def feed_pending_updates(bot: Bot, dp: Dispatcher) -> int:
     updates = await bot.get_updates(timeout=0)
     for update in updates:
-        await dp.feed_update(bot, update)  # type: ignore[attr-defined]
+        await dp.feed_update(bot, update)
     if updates:
         await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
     return len(updates)
 
 
-@pytest.mark.usefixtures("db", "inproc_worker")
-async def test_start_goes_through_broker_and_worker(sandbox: SandboxAPI) -> None:
+@pytest.fixture
+async def bot_and_dp(sandbox: SandboxAPI) -> AsyncIterator[tuple[Bot, Dispatcher]]:
+    """The bot's own objects, enqueueing to the in-process worker's memory broker."""
     settings = get_settings()
-    commands = CommandQueue("memory://")
     bot = create_bot(settings)
-    dp = create_dispatcher(settings, commands)
-    try:
-        sandbox.send_text(2002, "/start", first_name="Bob", language_code="ru")
-        assert await feed_pending_updates(bot, dp) == 1
-        messages = await asyncio.to_thread(sandbox.wait_messages, 2002, 1, 20)
-    finally:
-        await bot.session.close()
+    yield bot, create_dispatcher(settings, CommandQueue("memory://"))
+    await bot.session.close()
+
+
+@pytest.mark.usefixtures("db", "inproc_worker")
+async def test_start_goes_through_broker_and_worker(
+    sandbox: SandboxAPI, bot_and_dp: tuple[Bot, Dispatcher]
+) -> None:
+    sandbox.send_text(2002, "/start", first_name="Bob", language_code="ru")
+    assert await feed_pending_updates(*bot_and_dp) == 1
+    messages = await asyncio.to_thread(sandbox.wait_messages, 2002, 1, 20)
     assert messages[0]["text"].startswith("Здравствуйте, Bob!")
     assert messages[0]["reply_markup"]["keyboard"][0][0]["text"] == t("menu.help", "ru")
 
@@ -90,18 +95,13 @@ async def test_polling_mode_retries_until_the_broker_is_back() -> None:
 
 
 @pytest.mark.usefixtures("db", "inproc_worker")
-async def test_a_rate_limited_reply_is_retried_after_retry_after(sandbox: SandboxAPI) -> None:
+async def test_a_rate_limited_reply_is_retried_after_retry_after(
+    sandbox: SandboxAPI, bot_and_dp: tuple[Bot, Dispatcher]
+) -> None:
     """No beat, no relay: the worker schedules the retry itself when Telegram says 429."""
-    settings = get_settings()
-    commands = CommandQueue("memory://")
-    bot = create_bot(settings)
-    dp = create_dispatcher(settings, commands)
-    try:
-        sandbox.send_text(2003, "/start")
-        sandbox.fault("429", retry_after=1, count=1)
-        await feed_pending_updates(bot, dp)
-        messages = await asyncio.to_thread(sandbox.wait_messages, 2003, 1, 20)
-    finally:
-        await bot.session.close()
+    sandbox.send_text(2003, "/start")
+    sandbox.fault("429", retry_after=1, count=1)
+    await feed_pending_updates(*bot_and_dp)
+    messages = await asyncio.to_thread(sandbox.wait_messages, 2003, 1, 20)
     assert len(messages) == 1
     assert sandbox.stats()["rejected_429"] >= 1
