@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import fallback, start
+from bot.routers import fallback, new_request, start
 
 
 def feature_routers() -> list[Router]:
-    return [start.create_router(), fallback.create_router()]
+    return [start.create_router(), new_request.create_router(), fallback.create_router()]

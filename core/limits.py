@@ -1,0 +1,16 @@
+"""Input limits: validated in the bot for fast feedback and again in the worker for truth."""
+
+from __future__ import annotations
+
+TITLE_MAX = 100
+DESCRIPTION_MAX = 2000
+LOCATION_MAX = 200
+COMMENT_MAX = 2000
+REASON_MAX = 1000
+MAX_ATTACHMENTS = 10
+MAX_FILE_BYTES = 20 * 1024 * 1024  # what a bot may download from Telegram
+RECENT_LOCATIONS = 5
+# Telegram's limits on what we send.
+MESSAGE_MAX = 4096
+CAPTION_MAX = 1024
+CALLBACK_DATA_MAX = 64

@@ -1,0 +1,49 @@
+"""The text catalogue: every user-facing string, in English and Russian.
+
+Texts are HTML (parse_mode=HTML); values substituted into them must be escaped by the caller
+with `html.escape` (see `render`).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from core.texts import base, desk, dialog
+
+DEFAULT_LANGUAGE = "en"
+
+_MODULES = (base, dialog, desk)
+
+
+def _merge(language: str) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for module in _MODULES:
+        texts: dict[str, str] = getattr(module, language.upper())
+        clash = merged.keys() & texts.keys()
+        assert not clash, f"text keys defined twice: {sorted(clash)}"
+        merged.update(texts)
+    return merged
+
+
+_CATALOGUE: dict[str, dict[str, str]] = {lang: _merge(lang) for lang in ("en", "ru")}
+
+LANGUAGES = tuple(_CATALOGUE)
+
+
+def pick_language(language_code: str | None) -> str:
+    """Telegram sends IETF tags like 'ru' or 'en-US'; anything unknown falls back to English."""
+    base = (language_code or "").split("-", 1)[0].lower()
+    return base if base in _CATALOGUE else DEFAULT_LANGUAGE
+
+
+def t(key: str, language: str | None = None, **values: Any) -> str:
+    """The text for `key`; substituted values are HTML-escaped (user text is never markup)."""
+    lang = pick_language(language)
+    template = _CATALOGUE[lang].get(key, _CATALOGUE[DEFAULT_LANGUAGE][key])
+    return template.format(**{k: html.escape(str(v)) for k, v in values.items()})
+
+
+def all_translations(key: str) -> frozenset[str]:
+    """Every language's text for `key`: the bot matches menu buttons in any language."""
+    return frozenset(texts[key] for texts in _CATALOGUE.values() if key in texts)

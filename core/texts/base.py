@@ -1,0 +1,37 @@
+"""Texts of the foundation: welcome, help, generic errors."""
+
+EN = {
+    "welcome": (
+        "Hello, <b>{name}</b>! I am the request desk of your building.\n"
+        "Report a problem and follow it here; the staff get it at once."
+    ),
+    "welcome_staff": "You are <b>{role}</b> here.",
+    "role.resident": "a resident",
+    "role.staff": "staff",
+    "role.admin": "an admin",
+    "menu.help": "❓ Help",
+    "help": ("<b>What I can do</b>\n/start: the main menu\n/help: this message"),
+    "unknown": "I did not understand that. Send /help to see what I can do.",
+    "busy": "Sorry, something went wrong on our side. Please try again in a minute.",
+    "placeholder": "Choose an action",
+    "cmd.start": "Main menu",
+    "cmd.help": "What this bot can do",
+}
+
+RU = {
+    "welcome": (
+        "Здравствуйте, <b>{name}</b>! Я служба заявок вашего дома.\n"
+        "Сообщите о проблеме и следите за ней здесь; сотрудники получат её сразу."
+    ),
+    "welcome_staff": "Ваша роль: <b>{role}</b>.",
+    "role.resident": "житель",
+    "role.staff": "сотрудник",
+    "role.admin": "администратор",
+    "menu.help": "❓ Помощь",
+    "help": ("<b>Что я умею</b>\n/start: главное меню\n/help: это сообщение"),
+    "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",
+    "busy": "Извините, у нас что-то пошло не так. Попробуйте через минуту.",
+    "placeholder": "Выберите действие",
+    "cmd.start": "Главное меню",
+    "cmd.help": "Что умеет бот",
+}

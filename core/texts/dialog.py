@@ -1,0 +1,5 @@
+"""Texts of the /new dialog (bot side)."""
+
+EN: dict[str, str] = {}
+
+RU: dict[str, str] = {}
