@@ -67,8 +67,8 @@ async def _set_commands(bot: Bot) -> None:
     for language in LANGUAGES:
         await bot.set_my_commands(
             [
-                BotCommand(command="start", description=t("cmd.start", language)),
-                BotCommand(command="help", description=t("cmd.help", language)),
+                BotCommand(command=name, description=t(f"cmd.{name}", language))
+                for name in ("new", "my", "queue", "cancel", "start", "help")
             ],
             scope=BotCommandScopeDefault(),
             language_code=None if language == "en" else language,

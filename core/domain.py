@@ -124,10 +124,9 @@ def decide(
 ) -> Status:
     """The status after `action`, or Refused with why. Authorization first: a forged button
     for someone else's request learns nothing about its state."""
-    transition = next((t for (s, a), t in TRANSITIONS.items() if a is action), None)
-    if transition is None:
+    whos = {t.who for (_, a), t in TRANSITIONS.items() if a is action}
+    if not whos:
         raise Refused("refused.unknown_action")
-    whos = {t.who for (s, a), t in TRANSITIONS.items() if a is action}
     if not any(allowed(who, viewer) for who in whos):
         raise Refused("refused.not_allowed")
     current = TRANSITIONS.get((status, action))

@@ -6,10 +6,12 @@ from core.roles import Role
 from core.texts import t
 
 # Rows of text keys; each feature adds its buttons here and a bot handler for them.
+_RESIDENT = [["menu.new", "menu.my"], ["menu.help"]]
+_STAFF = [["menu.new", "menu.my"], ["menu.queue", "menu.help"]]
 _LAYOUT: dict[Role, list[list[str]]] = {
-    Role.RESIDENT: [["menu.help"]],
-    Role.STAFF: [["menu.help"]],
-    Role.ADMIN: [["menu.help"]],
+    Role.RESIDENT: _RESIDENT,
+    Role.STAFF: _STAFF,
+    Role.ADMIN: _STAFF,
 }
 
 

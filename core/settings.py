@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook server must be reachable
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     var_dir: Path = Path("var")
+    reopen_window_days: int = Field(default=7, ge=0)
     # Bounded so a poisoned message cannot loop forever between dying workers.
     max_redeliveries: int = Field(default=3, ge=0)
 

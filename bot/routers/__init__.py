@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import fallback, new_request, start
+from bot.routers import fallback, new_request, requests, start
 
 
 def feature_routers() -> list[Router]:
-    return [start.create_router(), new_request.create_router(), fallback.create_router()]
+    return [
+        start.create_router(),
+        requests.create_router(),
+        new_request.create_router(),
+        fallback.create_router(),
+    ]

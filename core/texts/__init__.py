@@ -37,11 +37,21 @@ def pick_language(language_code: str | None) -> str:
     return base if base in _CATALOGUE else DEFAULT_LANGUAGE
 
 
-def t(key: str, language: str | None = None, **values: Any) -> str:
+class Markup(str):
+    """Text that is already HTML (a rendered text): substituted as is, never escaped twice."""
+
+    __slots__ = ()
+
+
+def escape(value: object) -> str:
+    return value if isinstance(value, Markup) else html.escape(str(value), quote=False)
+
+
+def t(key: str, language: str | None = None, **values: Any) -> Markup:
     """The text for `key`; substituted values are HTML-escaped (user text is never markup)."""
     lang = pick_language(language)
-    template = _CATALOGUE[lang].get(key, _CATALOGUE[DEFAULT_LANGUAGE][key])
-    return template.format(**{k: html.escape(str(v)) for k, v in values.items()})
+    template = _CATALOGUE[lang].get(key) or _CATALOGUE[DEFAULT_LANGUAGE][key]
+    return Markup(template.format(**{k: escape(v) for k, v in values.items()}))
 
 
 def all_translations(key: str) -> frozenset[str]:

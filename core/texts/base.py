@@ -10,12 +10,23 @@ EN = {
     "role.staff": "staff",
     "role.admin": "an admin",
     "menu.help": "❓ Help",
-    "help": ("<b>What I can do</b>\n/start: the main menu\n/help: this message"),
+    "help": (
+        "<b>What I can do</b>\n"
+        "/new: report a problem\n"
+        "/my: your requests and their status\n"
+        "/cancel: stop what you are doing\n"
+        "/start: the main menu\n"
+        "/help: this message\n\n"
+        "<b>Staff</b>: /queue [place] open requests\n"
+        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff"
+    ),
     "unknown": "I did not understand that. Send /help to see what I can do.",
     "busy": "Sorry, something went wrong on our side. Please try again in a minute.",
     "placeholder": "Choose an action",
     "cmd.start": "Main menu",
     "cmd.help": "What this bot can do",
+    "cmd.new": "Report a problem",
+    "cmd.cancel": "Stop what you are doing",
 }
 
 RU = {
@@ -28,10 +39,21 @@ RU = {
     "role.staff": "сотрудник",
     "role.admin": "администратор",
     "menu.help": "❓ Помощь",
-    "help": ("<b>Что я умею</b>\n/start: главное меню\n/help: это сообщение"),
+    "help": (
+        "<b>Что я умею</b>\n"
+        "/new: сообщить о проблеме\n"
+        "/my: ваши заявки и их статус\n"
+        "/cancel: прервать текущее действие\n"
+        "/start: главное меню\n"
+        "/help: это сообщение\n\n"
+        "<b>Сотрудникам</b>: /queue [место] открытые заявки\n"
+        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff"
+    ),
     "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",
     "busy": "Извините, у нас что-то пошло не так. Попробуйте через минуту.",
     "placeholder": "Выберите действие",
     "cmd.start": "Главное меню",
     "cmd.help": "Что умеет бот",
+    "cmd.new": "Сообщить о проблеме",
+    "cmd.cancel": "Прервать текущее действие",
 }

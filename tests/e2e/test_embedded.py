@@ -38,13 +38,13 @@ def test_up_runs_everything_without_token_redis_or_postgres(tmp_path: Path) -> N
                 "--url",
                 f"http://127.0.0.1:{port}",
             ],
-            input="/start\n!1\n",
+            input="/start\n!3\n",
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert "Hello, Ann!" in chat.stdout, chat.stdout + chat.stderr + up.log()[-3000:]
-        assert "[1] ❓ Help" in chat.stdout
+        assert "[3] ❓ Help" in chat.stdout
         assert "What I can do" in chat.stdout  # pressing the menu button
         assert (tmp_path / "var" / "zavhoz.sqlite3").exists()
         assert (tmp_path / "var" / "broker.sqlite3").exists()

@@ -7,6 +7,8 @@ import time
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from core.menu import main_menu
+from core.roles import Role
 from core.texts import t
 from db.models import User
 from tests.support.processes import Processes
@@ -23,7 +25,7 @@ def test_start_is_answered_with_welcome_and_menu(
 
     (welcome,) = live_sandbox.wait_messages(7007, 1)
     assert welcome["text"].startswith("Здравствуйте, Ivan!")
-    assert welcome["reply_markup"]["keyboard"] == [[{"text": t("menu.help", "ru")}]]
+    assert welcome["reply_markup"]["keyboard"] == main_menu(Role.RESIDENT, "ru")["keyboard"]
     engine = create_engine(pg_url)
     with Session(engine) as s:
         user = s.scalars(select(User)).one()

@@ -13,6 +13,8 @@ from bot.app import create_bot, create_dispatcher
 from bot.enqueue import BrokerUnavailable, CommandQueue
 from core.commands import Actor, RegisterUser
 from core.settings import get_settings
+from core.menu import main_menu
+from core.roles import Role
 from core.texts import t
 from tests.support.sandbox_api import SandboxAPI
 
@@ -43,7 +45,7 @@ async def test_start_goes_through_broker_and_worker(
     assert await feed_pending_updates(*bot_and_dp) == 1
     messages = await asyncio.to_thread(sandbox.wait_messages, 2002, 1, 20)
     assert messages[0]["text"].startswith("Здравствуйте, Bob!")
-    assert messages[0]["reply_markup"]["keyboard"][0][0]["text"] == t("menu.help", "ru")
+    assert messages[0]["reply_markup"]["keyboard"] == main_menu(Role.RESIDENT, "ru")["keyboard"]
 
 
 async def test_help_and_unknown_are_answered_by_the_bot_itself(sandbox: SandboxAPI) -> None:

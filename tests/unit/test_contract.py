@@ -68,4 +68,7 @@ def test_user_values_are_escaped() -> None:
 def test_main_menu_is_a_reply_keyboard() -> None:
     menu = main_menu(Role.RESIDENT, "ru")
     assert menu["resize_keyboard"] is True
-    assert menu["keyboard"] == [[{"text": t("menu.help", "ru")}]]
+    texts = [b["text"] for row in menu["keyboard"] for b in row]  # type: ignore[attr-defined]
+    assert texts == [t("menu.new", "ru"), t("menu.my", "ru"), t("menu.help", "ru")]
+    staff = [b["text"] for row in main_menu(Role.STAFF, "en")["keyboard"] for b in row]  # type: ignore[attr-defined]
+    assert t("menu.queue", "en") in staff

@@ -7,6 +7,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core.commands import Actor, RegisterUser, idempotency_key
+from core.menu import main_menu
+from core.roles import Role
 from core.texts import t
 from db.models import Outbox, ProcessedCommand, User
 from tests.support.sandbox_api import SandboxAPI
@@ -53,7 +55,7 @@ def test_start_registers_the_user_and_sends_the_welcome(db: Engine, sandbox: San
     assert row.state == "sent" and row.message_id is not None
     (message,) = sandbox.messages(1001)
     assert message["text"].startswith("Hello, Ann!")
-    assert message["reply_markup"]["keyboard"] == [[{"text": t("menu.help", "en")}]]
+    assert message["reply_markup"]["keyboard"] == main_menu(Role.RESIDENT, "en")["keyboard"]
 
 
 def test_a_redelivered_start_changes_nothing_and_sends_nothing(

@@ -1,0 +1,1 @@
+"""Helpers of the bot's multi-step dialogs (state kept in the Dispatcher's FSM storage)."""

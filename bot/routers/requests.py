@@ -1,0 +1,274 @@
+"""Acting on requests: lists, cards, the action buttons and the short dialogs some need
+(a reason to reject, a comment, a closing note). Every decision is the worker's; this router
+only turns presses and answers into commands."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+
+from bot.actors import actor_of, key_of
+from bot.enqueue import CommandQueue
+from core import commands as c
+from core import limits
+from core.callbacks import ListCb, RequestCb
+from core.domain import Action, Priority, Status
+from core.roles import Role
+from core.texts import all_translations, t
+
+
+class Ask(StatesGroup):
+    reason = State()
+    comment = State()
+    closing = State()
+
+
+# Callback actions that are a domain transition needing no more input.
+_DIRECT = {Action.ACCEPT.value, Action.START.value, Action.CANCEL.value, Action.REOPEN.value}
+_PRIORITIES = frozenset(p.value for p in Priority)
+_PROMPTS = {
+    "reject": (Ask.reason, "ask.reason"),
+    "comment": (Ask.comment, "ask.comment"),
+    "done": (Ask.closing, "ask.done"),
+}
+
+
+def _lang(event: Message | CallbackQuery) -> str | None:
+    return event.from_user.language_code if event.from_user else None
+
+
+async def my_requests(message: Message, event_update: Update, commands: CommandQueue) -> None:
+    if message.from_user:
+        await commands.send(
+            c.ShowMyRequests(
+                idempotency_key=key_of(event_update),
+                actor=actor_of(message.from_user, message.chat),
+            )
+        )
+
+
+async def queue(
+    message: Message,
+    event_update: Update,
+    commands: CommandQueue,
+    command: CommandObject | None = None,
+) -> None:
+    if message.from_user:
+        location = (command.args or "").strip()[: limits.LOCATION_MAX] if command else ""
+        await commands.send(
+            c.ShowQueue(
+                idempotency_key=key_of(event_update),
+                actor=actor_of(message.from_user, message.chat),
+                location=location or None,
+            )
+        )
+
+
+async def list_page(
+    callback: CallbackQuery, callback_data: ListCb, event_update: Update, commands: CommandQueue
+) -> None:
+    message = callback.message
+    if message is None:
+        await callback.answer(t("stale", _lang(callback)))
+        return
+    actor = actor_of(callback.from_user, message.chat)
+    key = key_of(event_update)
+    if callback_data.kind == "my":
+        await commands.send(
+            c.ShowMyRequests(
+                idempotency_key=key,
+                actor=actor,
+                page=callback_data.page,
+                edit_message_id=message.message_id,
+            )
+        )
+    elif callback_data.kind == "queue" and callback_data.status in ("", *Status):
+        await commands.send(
+            c.ShowQueue(
+                idempotency_key=key,
+                actor=actor,
+                page=callback_data.page,
+                status=Status(callback_data.status) if callback_data.status else None,
+                location=callback_data.loc or None,
+                edit_message_id=message.message_id,
+            )
+        )
+    else:
+        await callback.answer(t("stale", _lang(callback)))
+        return
+    await callback.answer()
+
+
+def _priority_keyboard(request_id: int, language: str | None) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(f"priority.{p.value}", language),
+                    callback_data=RequestCb(action="setprio", id=request_id, arg=p.value).pack(),
+                )
+                for p in Priority
+            ]
+        ]
+    )
+
+
+def _skip_keyboard(request_id: int, language: str | None) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn.skip", language),
+                    callback_data=RequestCb(action="done_skip", id=request_id).pack(),
+                )
+            ]
+        ]
+    )
+
+
+async def request_action(
+    callback: CallbackQuery,
+    callback_data: RequestCb,
+    event_update: Update,
+    commands: CommandQueue,
+    state: FSMContext,
+) -> None:
+    """One handler for every request button; unknown or malformed data is refused here, and
+    anything well-formed is still checked by the worker (a modified client can forge it)."""
+    message = callback.message
+    language = _lang(callback)
+    if message is None:
+        await callback.answer(t("stale", language))
+        return
+    actor = actor_of(callback.from_user, message.chat)
+    base = {"idempotency_key": key_of(event_update), "actor": actor}
+    rid, action, arg = callback_data.id, callback_data.action, callback_data.arg
+    command: c.Command | None = None
+    if action == "open":
+        command = c.ShowRequest(**base, request_id=rid)
+    elif action in _DIRECT:
+        command = c.TransitionRequest(**base, request_id=rid, action=Action(action))
+    elif action == "assign":
+        command = c.ShowAssignees(**base, request_id=rid)
+    elif action == "assignto" and arg.lstrip("-").isdigit():
+        command = c.TransitionRequest(
+            **base, request_id=rid, action=Action.ASSIGN, assignee=int(arg)
+        )
+    elif action == "done_skip" and await state.get_state() == Ask.closing.state:
+        await state.clear()
+        command = c.TransitionRequest(**base, request_id=rid, action=Action.DONE)
+    elif action == "setprio" and arg in _PRIORITIES:
+        command = c.ChangePriority(**base, request_id=rid, priority=Priority(arg))
+    elif action == "rate" and arg in {"1", "2", "3", "4", "5"}:
+        command = c.RateRequest(**base, request_id=rid, rating=int(arg))
+    elif action == "priority":
+        await message.answer(
+            t("ask.priority", language, id=rid), reply_markup=_priority_keyboard(rid, language)
+        )
+    elif action in _PROMPTS:
+        next_state, prompt = _PROMPTS[action]
+        await state.set_state(next_state)
+        await state.update_data(request_id=rid)
+        markup = _skip_keyboard(rid, language) if action == "done" else None
+        await message.answer(t(prompt, language, id=rid), reply_markup=markup)
+    else:
+        await callback.answer(t("stale", language))
+        return
+    if command is not None:
+        await commands.send(command)
+    await callback.answer()
+
+
+async def answer_prompt(
+    message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
+) -> None:
+    """The text (or, when closing, a photo) asked for by a reject/comment/done button."""
+    language = _lang(message)
+    current = await state.get_state()
+    text = (message.text or message.caption or "").strip()
+    photo = message.photo[-1].file_id if message.photo and current == Ask.closing.state else None
+    limit = limits.REASON_MAX if current == Ask.reason.state else limits.COMMENT_MAX
+    if not text and photo is None:
+        await message.answer(t("ask.text_expected", language, max=limit))
+        return
+    if len(text) > limit:
+        await message.answer(t("ask.too_long", language, length=len(text), max=limit))
+        return
+    if message.from_user is None:
+        return
+    rid = int((await state.get_data())["request_id"])
+    base = {
+        "idempotency_key": key_of(event_update),
+        "actor": actor_of(message.from_user, message.chat),
+    }
+    command: c.Command
+    if current == Ask.reason.state:
+        command = c.TransitionRequest(**base, request_id=rid, action=Action.REJECT, note=text)
+    elif current == Ask.comment.state:
+        command = c.AddComment(**base, request_id=rid, text=text)
+    else:
+        command = c.TransitionRequest(
+            **base, request_id=rid, action=Action.DONE, note=text or None, file_id=photo
+        )
+    await commands.send(command)
+    await state.clear()
+
+
+async def cancel_prompt(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(t("action.cancelled", _lang(message)))
+
+
+async def grant(
+    message: Message, command: CommandObject, event_update: Update, commands: CommandQueue
+) -> None:
+    parts = (command.args or "").split()
+    if message.from_user is None:
+        return
+    if command.command == "grant":
+        if len(parts) != 2 or parts[1].lower() not in (Role.STAFF, Role.ADMIN):
+            await message.answer(t("grant.usage", _lang(message)))
+            return
+        role: Role | None = Role(parts[1].lower())
+    else:
+        if len(parts) != 1:
+            await message.answer(t("revoke.usage", _lang(message)))
+            return
+        role = None
+    await commands.send(
+        c.SetRole(
+            idempotency_key=key_of(event_update),
+            actor=actor_of(message.from_user, message.chat),
+            target=parts[0][:64],
+            role=role,
+        )
+    )
+
+
+async def staff(message: Message, event_update: Update, commands: CommandQueue) -> None:
+    if message.from_user:
+        await commands.send(
+            c.ListStaff(
+                idempotency_key=key_of(event_update),
+                actor=actor_of(message.from_user, message.chat),
+            )
+        )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    prompts = StateFilter(Ask.reason, Ask.comment, Ask.closing)
+    router.message.register(cancel_prompt, prompts, Command("cancel"))
+    router.message.register(answer_prompt, prompts, ~F.text.startswith("/"))
+    router.message.register(my_requests, Command("my"))
+    router.message.register(my_requests, F.text.in_(all_translations("menu.my")))
+    router.message.register(queue, Command("queue"))
+    router.message.register(queue, F.text.in_(all_translations("menu.queue")))
+    router.message.register(grant, Command("grant", "revoke"))
+    router.message.register(staff, Command("staff"))
+    router.callback_query.register(list_page, ListCb.filter())
+    router.callback_query.register(request_action, RequestCb.filter())
+    return router

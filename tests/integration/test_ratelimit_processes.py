@@ -1,0 +1,100 @@
+"""The Redis rate limiter holds the bot-wide limit across OS processes (real Redis, db 13)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from multiprocessing.synchronize import Event
+
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+from tests.support.services import REDIS_DEFAULT, _unavailable
+from workers.ratelimit import RateLimits, RedisRateLimiter
+
+REDIS_DB = 13  # this test's own database, flushed before and after
+PROCESSES = 4
+DURATION_S = 3.0
+LIMIT = RateLimits().bot_per_second
+
+
+@pytest.fixture
+def redis_db13() -> Iterator[str]:
+    base = make_url(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT).replace("redis://", "x://"))
+    url = f"redis://{base.host or '127.0.0.1'}:{base.port or 6379}/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except Exception as error:
+        _unavailable("Redis", error)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def send_loop(
+    url: str,
+    worker: int,
+    ready: multiprocessing.Queue[int],
+    go: Event,
+    out: multiprocessing.Queue[tuple[int, list[float]]],
+) -> None:
+    """One worker process: acquire for ever new private chats until DURATION_S is over."""
+    out.put((worker, grant_times(url, worker, ready, go)))
+
+
+def grant_times(url: str, worker: int, ready: multiprocessing.Queue[int], go: Event) -> list[float]:
+    limiter = RedisRateLimiter(redis.Redis.from_url(url))
+    limiter.paused_for()  # connected and the script loaded before the start
+    ready.put(worker)
+    go.wait()
+    stop = time.time() + DURATION_S
+    granted: list[float] = []
+    chat = worker * 1_000_000
+    while True:
+        chat += 1  # distinct private chats: only the bot-wide limit binds
+        if not limiter.acquire(chat, timeout=max(0.0, stop - time.time())):
+            return granted
+        now = time.time()
+        if now >= stop:
+            return granted
+        granted.append(now)
+
+
+def busiest(times: list[float], window: float = 1.0) -> int:
+    """The most events in any half-open window [t, t + window)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_four_processes_share_30_per_second(redis_db13: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready: multiprocessing.Queue[int] = ctx.Queue()
+    go = ctx.Event()
+    with ctx.Pool(PROCESSES) as pool:
+        results = [pool.apply_async(send_loop, (redis_db13, n, ready, go)) for n in range(1, 5)]
+        for _ in range(PROCESSES):
+            ready.get(timeout=30)
+        started = time.time()
+        go.set()
+        per_worker = [result.get(timeout=30) for result in results]
+    times = sorted(t for grants in per_worker for t in grants)
+    middle = [t for t in times if started + 0.5 <= t < started + DURATION_S - 0.5]
+    rate = len(middle) / (DURATION_S - 1.0)
+    peak = busiest(times)
+    print(
+        f"\n{len(times)} grants, busiest 1 s window {peak}, middle rate {rate:.2f}/s, "
+        f"per worker {[len(g) for g in per_worker]}"
+    )
+    assert all(per_worker), "every process got some sends"
+    assert peak <= LIMIT, f"{peak} sends in one second across {PROCESSES} processes"
+    assert rate >= 0.9 * LIMIT, f"only {rate:.1f}/s of {LIMIT}/s"

@@ -1,0 +1,1 @@
+"""The request desk on the worker side: rendering, notifications and command handlers."""

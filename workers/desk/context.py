@@ -1,0 +1,108 @@
+"""What every desk handler starts from: the actor as the database knows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.commands import Command
+from core.domain import Viewer
+from core.roles import Role
+from core.settings import get_settings
+from core.texts import t
+from db.models import Attachment, Request, RequestEvent, User
+from db.users import upsert_user
+from workers.outbox import Replies
+
+
+def viewer_for(user: User, request: Request) -> Viewer:
+    return Viewer(
+        role=Role(user.role),
+        is_author=request.author_id == user.id,
+        is_assignee=request.assignee_id == user.id,
+    )
+
+
+@dataclass
+class Ctx:
+    session: Session
+    replies: Replies
+    actor: User
+    command: Command
+
+    @classmethod
+    def load(cls, session: Session, command: Command, replies: Replies) -> Ctx:
+        # Every command refreshes the profile: a user who acts exists and is reachable.
+        actor = upsert_user(session, command.actor, get_settings().admin_ids)
+        return cls(session, replies, actor, command)
+
+    @property
+    def lang(self) -> str:
+        return self.actor.language
+
+    @property
+    def role(self) -> Role:
+        return Role(self.actor.role)
+
+    def viewer(self, request: Request) -> Viewer:
+        return viewer_for(self.actor, request)
+
+    def reply(self, key: str, reply_markup: dict[str, Any] | None = None, **values: Any) -> None:
+        self.reply_text(t(key, self.lang, **values), reply_markup=reply_markup)
+
+    def reply_text(self, text: str, *, reply_markup: dict[str, Any] | None = None) -> None:
+        extra = {"reply_markup": reply_markup} if reply_markup else {}
+        self.replies.message(self.command.actor.chat_id, text, user_id=self.actor.id, **extra)
+
+    def tell(self, user: User | None, text: str, **extra: Any) -> bool:
+        """A message to another user, unless they are gone or known to have blocked the bot."""
+        if (
+            user is None
+            or user.telegram_id is None
+            or not user.reachable
+            or user.id == self.actor.id
+        ):
+            return False
+        self.replies.message(user.telegram_id, text, user_id=user.id, **extra)
+        return True
+
+    def send_attachments(self, user: User, attachments: list[Attachment]) -> None:
+        """Files re-sent by file_id: an album per kind (Telegram does not mix photos and files)."""
+        if user.telegram_id is None:
+            return
+        for kind, method, field in (
+            ("photo", "sendPhoto", "photo"),
+            ("document", "sendDocument", "document"),
+        ):
+            group = [a for a in attachments if a.kind == kind]
+            if len(group) == 1:
+                self.replies.send(
+                    user.telegram_id, method, {field: group[0].file_id}, user_id=user.id
+                )
+            elif group:
+                media = [{"type": kind, "media": a.file_id} for a in group]
+                self.replies.send(
+                    user.telegram_id, "sendMediaGroup", {"media": media}, user_id=user.id
+                )
+
+    def record(
+        self,
+        request: Request,
+        action: str,
+        *,
+        from_status: str | None = None,
+        to_status: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        self.session.add(
+            RequestEvent(
+                request_id=request.id,
+                actor_id=self.actor.id,
+                action=action,
+                from_status=from_status,
+                to_status=to_status,
+                note=note,
+            )
+        )

@@ -1,0 +1,489 @@
+"""Command handlers of the request desk. Each runs inside run_command's transaction: it
+authorizes the actor from the database, applies the domain rules and writes replies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from core.callbacks import safe_fragment
+from core.commands import (
+    AddComment,
+    ChangePriority,
+    CreateRequest,
+    ListStaff,
+    RateRequest,
+    SetRole,
+    ShowAssignees,
+    ShowMyRequests,
+    ShowQueue,
+    ShowRequest,
+    TransitionRequest,
+)
+from core.domain import (
+    Action,
+    Refused,
+    Status,
+    can_change_priority,
+    can_comment,
+    can_rate,
+    can_view,
+    decide,
+)
+from core.menu import main_menu
+from core.roles import Role
+from core.settings import get_settings
+from core.texts import Markup, t
+from db import requests as q
+from db.models import Attachment, Comment, Request, User
+from workers.desk import render
+from workers.desk.context import Ctx, viewer_for
+from workers.outbox import Replies
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- Creating and viewing ---------------------------------------------------------------------
+
+
+def create_request(session: Session, command: CreateRequest, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = Request(
+        author_id=ctx.actor.id,
+        title=command.title,
+        description=command.description,
+        location=command.location,
+        priority=command.priority.value,
+        status=Status.NEW.value,
+        attachments=[Attachment(**a.model_dump()) for a in command.attachments],
+    )
+    session.add(request)
+    session.flush()
+    ctx.record(request, "created", to_status=Status.NEW.value)
+    ctx.reply("created", id=request.id)
+    for member in q.staff_members(session):
+        if member.id == ctx.actor.id or not member.reachable:
+            continue
+        lang = member.language
+        ctx.send_attachments(member, request.attachments)
+        ctx.tell(
+            member,
+            t(
+                "notify.new",
+                lang,
+                id=request.id,
+                priority=render.priority_text(request.priority, lang),
+                location=request.location,
+                title=request.title,
+                description=render.cut(request.description, 1000),
+            ),
+            reply_markup=render.new_request_keyboard(request.id, lang),
+        )
+
+
+def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    rows, total = q.my_requests(
+        session, ctx.actor.id, command.page * render.PAGE_SIZE, render.PAGE_SIZE
+    )
+    if total == 0:
+        ctx.reply("my.empty")
+        return
+    text = t("my.title", ctx.lang, page=command.page + 1, pages=render.pages(total))
+    keyboard = render.list_keyboard(rows, ctx.lang, kind="my", page=command.page, total=total)
+    _show_list(ctx, text, keyboard, command.edit_message_id)
+
+
+def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if ctx.role is Role.RESIDENT:
+        ctx.reply("refused.not_allowed")
+        return
+    rows, total = q.open_queue(
+        session,
+        command.status,
+        command.location,
+        command.page * render.PAGE_SIZE,
+        render.PAGE_SIZE,
+    )
+    status = command.status.value if command.status else ""
+    loc = command.location or ""
+    what = render.queue_filter_text(status, loc, ctx.lang)
+    if total == 0 and not command.edit_message_id:
+        ctx.reply("queue.empty", filter=what)
+        return
+    text = t("queue.title", ctx.lang, filter=what, page=command.page + 1, pages=render.pages(total))
+    keyboard = render.list_keyboard(
+        rows,
+        ctx.lang,
+        kind="queue",
+        page=command.page,
+        total=total,
+        status=status,
+        loc=safe_fragment(loc),
+    )
+    _show_list(ctx, text, keyboard, command.edit_message_id)
+
+
+def _show_list(
+    ctx: Ctx, text: Markup, keyboard: render.Keyboard, edit_message_id: int | None
+) -> None:
+    if edit_message_id is None:
+        ctx.reply_text(text, reply_markup=keyboard)
+        return
+    ctx.replies.send(
+        ctx.command.actor.chat_id,
+        "editMessageText",
+        {
+            "message_id": edit_message_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "reply_markup": keyboard,
+        },
+        user_id=ctx.actor.id,
+    )
+
+
+def show_request(session: Session, command: ShowRequest, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = session.get(Request, command.request_id)
+    if request is None or not can_view(ctx.viewer(request)):
+        # A resident learns nothing about requests that are not theirs, not even that they exist.
+        key = (
+            "refused.not_found"
+            if request is None and ctx.role is not Role.RESIDENT
+            else ("refused.not_allowed")
+        )
+        ctx.reply(key, id=command.request_id)
+        return
+    ctx.send_attachments(ctx.actor, request.attachments)
+    _send_card(ctx, request)
+
+
+def _send_card(ctx: Ctx, request: Request) -> None:
+    comments = q.comments_of(ctx.session, request.id)
+    events = q.events_of(ctx.session, request.id)
+    users = q.users_by_id(
+        ctx.session,
+        {request.author_id, request.assignee_id}
+        | {c.author_id for c in comments}
+        | {e.actor_id for e in events},
+    )
+    text = render.card_text(request, ctx.lang, users, comments, events)
+    keyboard = render.card_keyboard(request, ctx.viewer(request), ctx.lang, _reopen_open(request))
+    ctx.reply_text(text, reply_markup=keyboard)
+
+
+# --- Changing ---------------------------------------------------------------------------------
+
+
+def _reopen_open(request: Request) -> bool:
+    if request.done_at is None:
+        return False
+    window = timedelta(days=get_settings().reopen_window_days)
+    return _now() - _aware(request.done_at) <= window
+
+
+def _locked(ctx: Ctx, request_id: int) -> Request | None:
+    request = q.lock_request(ctx.session, request_id)
+    if request is None or (ctx.role is Role.RESIDENT and request.author_id != ctx.actor.id):
+        key = "refused.not_allowed" if ctx.role is Role.RESIDENT else "refused.not_found"
+        ctx.reply(key, id=request_id)
+        return None
+    return request
+
+
+def transition_request(session: Session, command: TransitionRequest, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = _locked(ctx, command.request_id)
+    if request is None:
+        return
+    assignee: User | None = None
+    if command.action is Action.ASSIGN:
+        assignee = q.user_by_telegram_id(session, command.assignee or 0)
+        if ctx.role is Role.ADMIN and (assignee is None or assignee.role == Role.RESIDENT):
+            ctx.reply("refused.not_staff", user=command.assignee or "?")
+            return
+    old_status = Status(request.status)
+    try:
+        new_status = decide(
+            old_status,
+            command.action,
+            ctx.viewer(request),
+            note=command.note,
+            reopen_window_open=_reopen_open(request),
+        )
+    except Refused as refusal:
+        _explain_refusal(ctx, request, command.action, refusal.reason)
+        return
+
+    old_assignee_id = request.assignee_id
+    request.status = new_status.value
+    now = _now()
+    if command.action is Action.ACCEPT:
+        request.assignee_id, request.accepted_at = ctx.actor.id, now
+    elif command.action is Action.ASSIGN and assignee is not None:
+        request.assignee_id = assignee.id
+        request.accepted_at = request.accepted_at or now
+    elif command.action is Action.START:
+        request.started_at = now
+    elif command.action is Action.DONE:
+        request.done_at = now
+    elif command.action in (Action.REJECT, Action.CANCEL):
+        request.closed_at = now
+    elif command.action is Action.REOPEN:
+        request.done_at, request.rating = None, None
+    note = (command.note or "").strip() or None
+    ctx.record(
+        request,
+        command.action.value,
+        from_status=old_status.value,
+        to_status=new_status.value,
+        note=note,
+    )
+    if command.action is Action.DONE and (note or command.file_id):
+        session.add(
+            Comment(
+                request_id=request.id,
+                author_id=ctx.actor.id,
+                text=note or "",
+                file_id=command.file_id,
+            )
+        )
+    session.flush()
+    _notify_transition(ctx, request, command, old_assignee_id, note)
+    ctx.reply("done.action", id=request.id, status=render.status_text(request.status, ctx.lang))
+    _send_card(ctx, request)
+
+
+def _explain_refusal(ctx: Ctx, request: Request, action: Action, reason: str) -> None:
+    if action is Action.ACCEPT and request.assignee_id and reason.startswith("refused.status."):
+        taker = ctx.session.get(User, request.assignee_id)
+        ctx.reply("refused.taken", id=request.id, assignee=render.name_of(taker, ctx.lang))
+        return
+    ctx.reply(reason, id=request.id, days=get_settings().reopen_window_days)
+
+
+def _notify_transition(
+    ctx: Ctx,
+    request: Request,
+    command: TransitionRequest,
+    old_assignee_id: int | None,
+    note: str | None,
+) -> None:
+    users = q.users_by_id(ctx.session, {request.author_id, request.assignee_id, old_assignee_id})
+    author = users.get(request.author_id or 0)
+    actor_name = render.name_of(ctx.actor, author.language if author else ctx.lang)
+    if author is not None:
+        lang = author.language
+        by = t("notify.status.by", lang, actor=actor_name)
+        if command.action is Action.REJECT:
+            text = t(
+                "notify.rejected",
+                lang,
+                id=request.id,
+                title=request.title,
+                by=by,
+                reason=note or "",
+            )
+        else:
+            text = t(
+                "notify.status",
+                lang,
+                id=request.id,
+                title=request.title,
+                by=by,
+                status=render.status_text(request.status, lang),
+            )
+            if command.action is Action.DONE and note:
+                text = Markup(text + "\n" + t("notify.done_note", lang, note=note))
+        extra = {}
+        if command.action is Action.DONE:
+            text = Markup(text + "\n\n" + t("rate.ask", lang, id=request.id))
+            extra["reply_markup"] = render.inline([render.rating_row(request.id)])
+        if ctx.tell(author, text, **extra) and command.action is Action.DONE and command.file_id:
+            assert author.telegram_id is not None
+            ctx.replies.send(
+                author.telegram_id, "sendPhoto", {"photo": command.file_id}, user_id=author.id
+            )
+    assignee = users.get(request.assignee_id or 0)
+    if command.action is Action.ASSIGN and assignee is not None:
+        lang = assignee.language
+        ctx.tell(
+            assignee,
+            t(
+                "notify.assigned",
+                lang,
+                id=request.id,
+                title=request.title,
+                by=t("notify.status.by", lang, actor=render.name_of(ctx.actor, lang)),
+            ),
+            reply_markup=render.card_keyboard(
+                request, viewer_for(assignee, request), lang, _reopen_open(request)
+            ),
+        )
+        previous = users.get(old_assignee_id or 0)
+        if previous is not None and previous.id != assignee.id:
+            ctx.tell(
+                previous,
+                t(
+                    "notify.unassigned",
+                    previous.language,
+                    id=request.id,
+                    title=request.title,
+                    assignee=render.name_of(assignee, previous.language),
+                ),
+            )
+    elif command.action in (Action.CANCEL, Action.REOPEN) and assignee is not None:
+        lang = assignee.language
+        ctx.tell(
+            assignee,
+            t(
+                "notify.status",
+                lang,
+                id=request.id,
+                title=request.title,
+                status=render.status_text(request.status, lang),
+                by=t("notify.status.by", lang, actor=render.name_of(ctx.actor, lang)),
+            ),
+        )
+
+
+def show_assignees(session: Session, command: ShowAssignees, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if ctx.role is not Role.ADMIN:
+        ctx.reply("refused.not_allowed")
+        return
+    if session.get(Request, command.request_id) is None:
+        ctx.reply("refused.not_found", id=command.request_id)
+        return
+    staff = q.staff_members(session)
+    if not staff:
+        ctx.reply("assign.nobody")
+        return
+    ctx.reply(
+        "assign.choose",
+        id=command.request_id,
+        reply_markup=render.assignee_keyboard(command.request_id, staff, ctx.lang),
+    )
+
+
+def add_comment(session: Session, command: AddComment, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = _locked(ctx, command.request_id)
+    if request is None:
+        return
+    viewer = ctx.viewer(request)
+    if not can_comment(Status(request.status), viewer):
+        ctx.reply("refused.comment" if can_view(viewer) else "refused.not_allowed", id=request.id)
+        return
+    session.add(
+        Comment(
+            request_id=request.id,
+            author_id=ctx.actor.id,
+            text=command.text,
+            file_id=command.file_id,
+        )
+    )
+    ctx.record(request, "comment")
+    # Staff comments go to the author; the author's go to the assignee.
+    recipient_id = request.assignee_id if viewer.is_author else request.author_id
+    recipient = session.get(User, recipient_id) if recipient_id else None
+    if recipient is not None:
+        lang = recipient.language
+        ctx.tell(
+            recipient,
+            t(
+                "notify.comment",
+                lang,
+                author=render.name_of(ctx.actor, lang),
+                id=request.id,
+                title=request.title,
+                text=command.text,
+            ),
+        )
+    ctx.reply("done.comment", id=request.id)
+
+
+def change_priority(session: Session, command: ChangePriority, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = _locked(ctx, command.request_id)
+    if request is None:
+        return
+    if not can_change_priority(Status(request.status), ctx.viewer(request)):
+        ctx.reply("refused.not_allowed")
+        return
+    old = request.priority
+    request.priority = command.priority.value
+    ctx.record(request, "priority", from_status=old, to_status=request.priority)
+    ctx.reply(
+        "done.priority", id=request.id, priority=render.priority_text(request.priority, ctx.lang)
+    )
+
+
+def rate_request(session: Session, command: RateRequest, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    request = _locked(ctx, command.request_id)
+    if request is None:
+        return
+    if not can_rate(Status(request.status), ctx.viewer(request)) or request.rating:
+        ctx.reply("refused.rate")
+        return
+    request.rating = command.rating
+    ctx.record(request, "rated", note=str(command.rating))
+    ctx.reply("rate.thanks", id=request.id, rating=command.rating)
+
+
+# --- Admin ------------------------------------------------------------------------------------
+
+
+def set_role(session: Session, command: SetRole, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if ctx.role is not Role.ADMIN:
+        ctx.reply("refused.not_allowed")
+        return
+    target = q.find_user(session, command.target)
+    if target is None:
+        ctx.reply("grant.unknown", target=command.target)
+        return
+    role = command.role or Role.RESIDENT
+    target.role = role.value
+    lang = target.language
+    ctx.reply(
+        "grant.done", user=render.name_of(target, ctx.lang), role=t(f"role.{role.value}", ctx.lang)
+    )
+    ctx.tell(
+        target,
+        t("notify.role", lang, role=t(f"role.{role.value}", lang)),
+        reply_markup=main_menu(role, lang),
+    )
+
+
+def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if ctx.role is not Role.ADMIN:
+        ctx.reply("refused.not_allowed")
+        return
+    staff = q.staff_members(session)
+    if not staff:
+        ctx.reply("staff.empty")
+        return
+    counts = q.open_counts(session)
+    lines = [t("staff.title", ctx.lang)] + [
+        t(
+            "staff.line",
+            ctx.lang,
+            name=render.name_of(u, ctx.lang),
+            role=t(f"role.{u.role}", ctx.lang),
+            open=counts.get(u.id, 0),
+        )
+        for u in staff
+    ]
+    ctx.reply_text(Markup("\n".join(lines)))

@@ -1,0 +1,320 @@
+"""Messages and inline keyboards of the desk, as Bot API JSON ready for the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core import limits
+from core.callbacks import ListCb, RequestCb
+from core.domain import (
+    Action,
+    Status,
+    Viewer,
+    available_actions,
+    can_change_priority,
+    can_comment,
+    can_rate,
+)
+from core.settings import get_settings
+from core.texts import Markup, escape, t
+from db.models import Comment, Request, RequestEvent, User
+
+PAGE_SIZE = 5
+CARD_COMMENTS = 5
+CARD_EVENTS = 8
+SNIPPET = 300  # characters of a comment or note shown in a card
+
+Keyboard = dict[str, Any]
+
+
+def cut(text: str, limit: int) -> str:
+    """Plain text cut to `limit` characters, marked with an ellipsis (escape afterwards)."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    zone = ZoneInfo(get_settings().timezone)
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return moment.astimezone(zone).strftime("%d.%m %H:%M")
+
+
+def name_of(user: User | None, lang: str) -> str:
+    if user is None or user.telegram_id is None:
+        return t("someone", lang)
+    if user.username:
+        return "@" + user.username
+    return " ".join(p for p in (user.first_name, user.last_name) if p) or str(user.telegram_id)
+
+
+def status_text(status: str, lang: str) -> Markup:
+    return t(f"status.{status}", lang)
+
+
+def priority_text(priority: str, lang: str) -> Markup:
+    return t(f"priority.{priority}", lang)
+
+
+def button(text: str, data: str) -> dict[str, str]:
+    assert len(data.encode()) <= limits.CALLBACK_DATA_MAX, data
+    return {"text": text, "callback_data": data}
+
+
+def inline(rows: Sequence[Sequence[dict[str, str]]]) -> Keyboard:
+    return {"inline_keyboard": [list(row) for row in rows if row]}
+
+
+# --- Cards -----------------------------------------------------------------------------------
+
+
+def card_text(
+    request: Request,
+    lang: str,
+    users: dict[int, User],
+    comments: Sequence[Comment] = (),
+    events: Sequence[RequestEvent] = (),
+) -> Markup:
+    """A request's card; trimmed (oldest history first, then the description) to fit."""
+    head = t(
+        "card",
+        lang,
+        id=request.id,
+        title=request.title,
+        status=status_text(request.status, lang),
+        priority=priority_text(request.priority, lang),
+        location=request.location,
+        author=name_of(users.get(request.author_id or 0), lang),
+        assignee=name_of(users.get(request.assignee_id), lang)
+        if request.assignee_id
+        else Markup(t("nobody", lang)),
+        created=when(request.created_at),
+    )
+    extra: list[str] = []
+    if request.rating:
+        extra.append(t("card.rating", lang, stars="★" * request.rating))
+    if request.attachments:
+        extra.append(t("card.attachments", lang, count=len(request.attachments)))
+    comment_lines = [
+        t(
+            "card.comment",
+            lang,
+            author=name_of(users.get(c.author_id or 0), lang),
+            when=when(c.created_at),
+            text=cut(c.text, SNIPPET),
+        )
+        for c in comments
+    ]
+    event_lines = [
+        t(
+            "card.event",
+            lang,
+            when=when(e.created_at),
+            actor=name_of(users.get(e.actor_id or 0), lang),
+            what=describe_event(e, lang, users),
+        )
+        for e in events
+    ]
+    description = request.description
+    shown_comments, shown_events = (
+        min(len(comment_lines), CARD_COMMENTS),
+        min(len(event_lines), CARD_EVENTS),
+    )
+    while True:
+        text = _assemble(
+            head, extra, description, lang, comment_lines, shown_comments, event_lines, shown_events
+        )
+        if len(text) <= limits.MESSAGE_MAX:
+            return text
+        if shown_events > 1:
+            shown_events -= 1
+        elif shown_comments > 1:
+            shown_comments -= 1
+        else:
+            description = cut(description, max(50, len(description) - (len(text) - 4000)))
+
+
+def _assemble(
+    head: str,
+    extra: list[str],
+    description: str,
+    lang: str,
+    comments: list[Markup],
+    shown_comments: int,
+    events: list[Markup],
+    shown_events: int,
+) -> Markup:
+    parts = [head, *extra, t("card.description", lang, description=description)]
+    for title, lines, shown in (
+        ("card.comments", comments, shown_comments),
+        ("card.history", events, shown_events),
+    ):
+        if lines:
+            parts.append(t(title, lang))
+            if shown < len(lines):
+                parts.append(t("card.more", lang, count=len(lines) - shown))
+            parts.extend(lines[len(lines) - shown :])
+    return Markup("\n".join(parts))
+
+
+def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Markup:
+    if event.action == "created":
+        return t("event.created", lang)
+    if event.action == "priority":
+        return t(
+            "event.priority",
+            lang,
+            from_=priority_text(event.from_status or "normal", lang),
+            to=priority_text(event.to_status or "normal", lang),
+        )
+    if event.action == "rated":
+        return t("event.rated", lang, rating=event.note or "")
+    if event.action == "comment":
+        return t("event.comment", lang)
+    what = t(
+        "event.transition",
+        lang,
+        from_=status_text(event.from_status or "new", lang),
+        to=status_text(event.to_status or "new", lang),
+    )
+    if event.note:
+        what = Markup(f"{what}: {escape(cut(event.note, SNIPPET))}")
+    return what
+
+
+def card_keyboard(request: Request, viewer: Viewer, lang: str, reopen_open: bool) -> Keyboard:
+    """The actions this viewer may take; the worker checks them again when pressed."""
+    status = Status(request.status)
+    actions = [
+        a for a in available_actions(status, viewer) if a is not Action.REOPEN or reopen_open
+    ]
+    rows: list[list[dict[str, str]]] = []
+    first = [
+        button(t(f"btn.{a}", lang), RequestCb(action=a.value, id=request.id).pack())
+        for a in actions
+        if a in (Action.ACCEPT, Action.START, Action.DONE, Action.ASSIGN)
+    ]
+    rows.append(first)
+    second = [
+        button(t(f"btn.{a}", lang), RequestCb(action=a.value, id=request.id).pack())
+        for a in actions
+        if a in (Action.REJECT, Action.CANCEL, Action.REOPEN)
+    ]
+    if can_change_priority(status, viewer):
+        second.append(
+            button(t("btn.priority", lang), RequestCb(action="priority", id=request.id).pack())
+        )
+    if can_comment(status, viewer):
+        second.append(
+            button(t("btn.comment", lang), RequestCb(action="comment", id=request.id).pack())
+        )
+    rows.append(second)
+    if can_rate(status, viewer) and not request.rating:
+        rows.append(rating_row(request.id))
+    return inline(rows)
+
+
+def rating_row(request_id: int) -> list[dict[str, str]]:
+    return [
+        button("★" * n, RequestCb(action="rate", id=request_id, arg=str(n)).pack())
+        for n in range(1, 6)
+    ]
+
+
+def new_request_keyboard(request_id: int, lang: str) -> Keyboard:
+    """What staff see on a new request's notification."""
+    return inline(
+        [
+            [
+                button(t("btn.accept", lang), RequestCb(action="accept", id=request_id).pack()),
+                button(t("btn.reject", lang), RequestCb(action="reject", id=request_id).pack()),
+            ],
+            [button(t("btn.details", lang), RequestCb(action="open", id=request_id).pack())],
+        ]
+    )
+
+
+# --- Lists -----------------------------------------------------------------------------------
+
+
+def pages(total: int) -> int:
+    return max(1, -(-total // PAGE_SIZE))
+
+
+def list_keyboard(
+    rows: Sequence[Request],
+    lang: str,
+    *,
+    kind: str,
+    page: int,
+    total: int,
+    status: str = "",
+    loc: str = "",
+) -> Keyboard:
+    buttons = [
+        [
+            button(
+                t(
+                    "btn.open",
+                    lang,
+                    id=r.id,
+                    title=cut(r.title, 30),
+                    status=status_text(r.status, lang),
+                ),
+                RequestCb(action="open", id=r.id).pack(),
+            )
+        ]
+        for r in rows
+    ]
+    nav = []
+    if page > 0:
+        nav.append(
+            button(
+                t("btn.prev", lang), ListCb(kind=kind, page=page - 1, status=status, loc=loc).pack()
+            )
+        )
+    if page + 1 < pages(total):
+        nav.append(
+            button(
+                t("btn.next", lang), ListCb(kind=kind, page=page + 1, status=status, loc=loc).pack()
+            )
+        )
+    buttons.append(nav)
+    if kind == "queue":
+        filters = [button(t("btn.all", lang), ListCb(kind="queue", page=0, loc=loc).pack())]
+        filters += [
+            button(
+                status_text(s.value, lang),
+                ListCb(kind="queue", page=0, status=s.value, loc=loc).pack(),
+            )
+            for s in (Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED)
+        ]
+        buttons.extend([filters[:3], filters[3:]])
+    return inline(buttons)
+
+
+def queue_filter_text(status: str, loc: str, lang: str) -> Markup:
+    parts = []
+    if status:
+        parts.append(status_text(status, lang))
+    if loc:
+        parts.append(Markup(f"«{escape(loc)}»"))
+    return t("queue.filter", lang, what=Markup(", ".join(parts))) if parts else Markup("")
+
+
+def assignee_keyboard(request_id: int, staff: Sequence[User], lang: str) -> Keyboard:
+    return inline(
+        [
+            [
+                button(
+                    name_of(u, lang),
+                    RequestCb(action="assignto", id=request_id, arg=str(u.telegram_id)).pack(),
+                )
+            ]
+            for u in staff
+        ]
+    )
