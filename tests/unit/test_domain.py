@@ -68,18 +68,18 @@ def test_every_transition_for_every_viewer(status: Status, action: Action, viewe
 def test_authorization_comes_before_state() -> None:
     # A forged Accept from a resident learns nothing about the request's state.
     for status in Status:
-        with pytest.raises(Refused, match="refused.not_allowed"):
+        with pytest.raises(Refused, match=r"refused\.not_allowed"):
             decide(status, Action.ACCEPT, OTHER_RESIDENT)
 
 
 def test_reject_needs_a_reason() -> None:
     for note in (None, "", "   "):
-        with pytest.raises(Refused, match="refused.reason_required"):
+        with pytest.raises(Refused, match=r"refused\.reason_required"):
             decide(Status.NEW, Action.REJECT, STAFF, note=note)
 
 
 def test_reopen_only_within_the_window() -> None:
-    with pytest.raises(Refused, match="refused.reopen_window"):
+    with pytest.raises(Refused, match=r"refused\.reopen_window"):
         decide(Status.DONE, Action.REOPEN, RESIDENT_AUTHOR, reopen_window_open=False)
 
 

@@ -1,0 +1,313 @@
+"""The request desk on the worker side: handlers on SQLite, replies read back from the sandbox."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core import commands as c
+from core.callbacks import RequestCb
+from core.domain import Action, Priority
+from core.roles import Role
+from core.texts import t
+from db.models import Comment, Request, RequestEvent, User
+from tests.support.sandbox_api import SandboxAPI
+from workers.command_runner import run_command
+from workers.commands import HANDLERS
+
+RESIDENT, OTHER, STAFF, STAFF2, ADMIN = 1001, 1002, 2001, 2002, 3001
+_updates = itertools.count(1000)
+
+
+@pytest.fixture(autouse=True)
+def no_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("workers.command_runner.schedule_retries", lambda report: None)
+
+
+class Desk:
+    def __init__(self, engine: Engine, sandbox: SandboxAPI) -> None:
+        self.engine, self.sandbox = engine, sandbox
+
+    def run(self, model: type[c.Command], user: int, **fields: Any) -> None:
+        command = model(
+            idempotency_key=f"tg-update:{next(_updates)}",
+            actor=c.Actor(user_id=user, chat_id=user, first_name=f"u{user}", username=f"u{user}"),
+            **fields,
+        )
+        run_command(command, HANDLERS[model])
+
+    def last(self, user: int) -> dict[str, Any]:
+        return self.sandbox.messages(user)[-1]
+
+    def texts(self, user: int) -> list[str]:
+        return [m["text"] or "" for m in self.sandbox.messages(user)]
+
+    def request(self, request_id: int = 1) -> Request:
+        with Session(self.engine) as s:
+            request = s.get(Request, request_id)
+            assert request is not None
+            return request
+
+    def buttons(self, message: dict[str, Any]) -> list[str]:
+        markup = message.get("reply_markup") or {}
+        return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
+
+    def create(self, user: int = RESIDENT, **fields: Any) -> int:
+        values = {
+            "title": "Broken light",
+            "description": "Room 101 is dark",
+            "location": "Room 101",
+            "priority": Priority.NORMAL,
+            **fields,
+        }
+        self.run(c.CreateRequest, user, **values)
+        with Session(self.engine) as s:
+            return int(s.scalars(select(Request.id).order_by(Request.id.desc())).first() or 0)
+
+
+@pytest.fixture
+def desk(db: Engine, sandbox: SandboxAPI) -> Desk:
+    d = Desk(db, sandbox)
+    for user in (RESIDENT, OTHER, STAFF, STAFF2, ADMIN):
+        sandbox.send_text(user, "/start")  # the chats exist at "Telegram"
+        d.run(c.RegisterUser, user)
+    with Session(db) as s:
+        for user, role in ((STAFF, Role.STAFF), (STAFF2, Role.STAFF), (ADMIN, Role.ADMIN)):
+            s.scalars(select(User).where(User.telegram_id == user)).one().role = role.value
+        s.commit()
+    sandbox.reset()
+    # Pacing is the notification engine's business (tested there), not these handlers'.
+    sandbox.configure(flood_limits=False)
+    for user in (RESIDENT, OTHER, STAFF, STAFF2, ADMIN):
+        sandbox._call("POST", "/sandbox/users", {"id": user})
+    return d
+
+
+def test_creating_tells_the_author_and_every_staff_member(desk: Desk) -> None:
+    photos = [c.AttachmentIn(kind="photo", file_id=f) for f in _sandbox_files(desk, 2)]
+    rid = desk.create(attachments=photos, title="<b>x</b> & <script>")
+    assert desk.texts(RESIDENT) == [
+        t("created", "en", id=rid).replace("<b>", "").replace("</b>", "")
+    ]
+    for member in (STAFF, STAFF2, ADMIN):
+        album, notice = desk.sandbox.messages(member)[-2:]
+        assert album["media_group_id"] is not None or album["photo"]  # attachments re-sent
+        assert "<b>x</b> & <script>" in notice["text"]  # shown literally, not as markup
+        assert RequestCb(action="accept", id=rid).pack() in desk.buttons(notice)
+        assert RequestCb(action="reject", id=rid).pack() in desk.buttons(notice)
+    assert desk.texts(OTHER) == []
+
+
+def _sandbox_files(desk: Desk, count: int) -> list[str]:
+    return [
+        desk.sandbox._call("POST", "/sandbox/photos", {"user_id": RESIDENT})["file_id"]
+        for _ in range(count)
+    ]
+
+
+def test_full_lifecycle_with_history_and_notifications(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)
+    assert desk.request(rid).status == "accepted"
+    assert "accepted" in desk.texts(RESIDENT)[-1] and "@u2001" in desk.texts(RESIDENT)[-1]
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.START)
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.DONE, note="New bulb")
+    done_notice = desk.last(RESIDENT)
+    assert "done" in done_notice["text"] and "New bulb" in done_notice["text"]
+    assert RequestCb(action="rate", id=rid, arg="5").pack() in desk.buttons(done_notice)
+    desk.run(c.RateRequest, RESIDENT, request_id=rid, rating=5)
+    desk.run(c.RateRequest, RESIDENT, request_id=rid, rating=1)  # only once
+    request = desk.request(rid)
+    assert (request.status, request.rating) == ("done", 5)
+    with Session(desk.engine) as s:
+        events = s.scalars(select(RequestEvent.action).where(RequestEvent.request_id == rid)).all()
+        closing = s.scalars(select(Comment.text)).all()
+    assert events == ["created", "accept", "start", "done", "rated"]
+    assert closing == ["New bulb"]
+
+    desk.run(c.ShowRequest, RESIDENT, request_id=rid)
+    card = desk.last(RESIDENT)
+    assert card["text"].startswith(f"#{rid} Broken light")
+    assert "History" in card["text"] and "★★★★★" in card["text"]
+    assert RequestCb(action="reopen", id=rid).pack() in desk.buttons(card)
+
+
+def test_two_staff_accept_one_wins_the_other_is_told_who(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)
+    desk.run(c.TransitionRequest, STAFF2, request_id=rid, action=Action.ACCEPT)
+    assert desk.texts(STAFF2)[-1] == f"Request #{rid} was already taken by @u2001."
+    assert desk.request(rid).assignee_id is not None
+
+
+def test_forged_buttons_change_nothing(desk: Desk) -> None:
+    rid = desk.create()
+    before = desk.request(rid)
+    for user, action in (
+        (OTHER, Action.ACCEPT),
+        (RESIDENT, Action.ACCEPT),
+        (OTHER, Action.CANCEL),
+        (RESIDENT, Action.ASSIGN),
+        (STAFF, Action.ASSIGN),
+        (STAFF, Action.CANCEL),
+    ):
+        desk.run(c.TransitionRequest, user, request_id=rid, action=action, assignee=STAFF)
+        assert desk.texts(user)[-1] == "⛔ You are not allowed to do that."
+    desk.run(c.ShowRequest, OTHER, request_id=rid)  # a resident can't read others' requests
+    assert desk.texts(OTHER)[-1] == "⛔ You are not allowed to do that."
+    desk.run(c.RateRequest, OTHER, request_id=rid, rating=5)
+    after = desk.request(rid)
+    assert (after.status, after.assignee_id, after.version) == (
+        before.status,
+        before.assignee_id,
+        before.version,
+    )
+
+
+def test_reject_needs_a_reason_which_the_author_sees(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.REJECT)
+    assert desk.texts(STAFF)[-1] == "A reason is required to reject a request."
+    desk.run(
+        c.TransitionRequest, STAFF, request_id=rid, action=Action.REJECT, note="Not our <building>"
+    )
+    assert desk.request(rid).status == "rejected"
+    assert "Reason: Not our <building>" in desk.texts(RESIDENT)[-1]
+
+
+def test_cancel_by_the_author_while_new_only(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, RESIDENT, request_id=rid, action=Action.CANCEL)
+    assert desk.request(rid).status == "cancelled"
+    rid2 = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid2, action=Action.ACCEPT)
+    desk.run(c.TransitionRequest, RESIDENT, request_id=rid2, action=Action.CANCEL)
+    assert desk.request(rid2).status == "accepted"
+    assert desk.texts(RESIDENT)[-1] == f"Request #{rid2} is already accepted."
+
+
+def _finish(desk: Desk, rid: int) -> None:
+    for action in (Action.ACCEPT, Action.START, Action.DONE):
+        desk.run(c.TransitionRequest, STAFF, request_id=rid, action=action)
+
+
+def test_reopen_within_the_window_then_accept_again(desk: Desk) -> None:
+    rid = desk.create()
+    _finish(desk, rid)
+    desk.run(c.TransitionRequest, RESIDENT, request_id=rid, action=Action.REOPEN)
+    assert desk.request(rid).status == "reopened"
+    assert "reopened" in desk.texts(STAFF)[-1]  # the assignee hears of it
+    desk.run(c.TransitionRequest, STAFF2, request_id=rid, action=Action.ACCEPT)
+    assert desk.request(rid).status == "accepted"
+
+
+def test_reopen_after_the_window_is_refused(desk: Desk) -> None:
+    rid = desk.create()
+    _finish(desk, rid)
+    with Session(desk.engine) as s:
+        s.get(Request, rid).done_at = datetime.now(UTC) - timedelta(days=8)  # type: ignore[union-attr]
+        s.commit()
+    desk.run(c.TransitionRequest, RESIDENT, request_id=rid, action=Action.REOPEN)
+    assert desk.request(rid).status == "done"
+    assert "more than 7 days ago" in desk.texts(RESIDENT)[-1]
+
+
+def test_comments_reach_the_other_side(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)
+    desk.run(c.AddComment, STAFF, request_id=rid, text="Coming at 5")
+    assert "Coming at 5" in desk.texts(RESIDENT)[-1]
+    desk.run(c.AddComment, RESIDENT, request_id=rid, text="Thanks & see you")
+    assert "Thanks & see you" in desk.texts(STAFF)[-1]
+    desk.run(c.AddComment, OTHER, request_id=rid, text="me too")
+    assert desk.texts(OTHER)[-1] == "⛔ You are not allowed to do that."
+
+
+def test_admin_assigns_and_both_assignees_hear(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)
+    desk.run(c.ShowAssignees, ADMIN, request_id=rid)
+    choose = desk.last(ADMIN)
+    assert RequestCb(action="assignto", id=rid, arg=str(STAFF2)).pack() in desk.buttons(choose)
+    desk.run(c.TransitionRequest, ADMIN, request_id=rid, action=Action.ASSIGN, assignee=STAFF2)
+    assert "assigned to you" in desk.texts(STAFF2)[-1]
+    assert "reassigned to @u2002" in desk.texts(STAFF)[-1]
+    desk.run(c.TransitionRequest, ADMIN, request_id=rid, action=Action.ASSIGN, assignee=RESIDENT)
+    assert desk.texts(ADMIN)[-1] == f"{RESIDENT} is not staff."
+
+
+def test_my_requests_newest_first_paginated(desk: Desk) -> None:
+    ids = [desk.create(title=f"Problem {i}") for i in range(7)]
+    desk.run(c.ShowMyRequests, RESIDENT)
+    page = desk.last(RESIDENT)
+    assert "page 1 of 2" in page["text"]
+    opened = [d for d in desk.buttons(page) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in reversed(ids[-5:])]
+    assert "ls:my:1::" in desk.buttons(page)
+    desk.run(c.ShowMyRequests, RESIDENT, page=1, edit_message_id=page["message_id"])
+    edited = desk.last(RESIDENT)
+    assert edited["edited"] and "page 2 of 2" in edited["text"]
+    desk.run(c.ShowMyRequests, OTHER)
+    assert desk.texts(OTHER)[-1].startswith("You have no requests yet")
+
+
+def test_queue_by_priority_then_age_with_filters(desk: Desk) -> None:
+    low = desk.create(priority=Priority.LOW, location="Yard")
+    urgent = desk.create(priority=Priority.URGENT, location="Room 5")
+    normal = desk.create(priority=Priority.NORMAL, location="Room 7")
+    urgent2 = desk.create(priority=Priority.URGENT, location="Yard")
+    desk.run(c.TransitionRequest, STAFF, request_id=normal, action=Action.ACCEPT)
+    desk.run(c.ShowQueue, STAFF)
+    opened = [d for d in desk.buttons(desk.last(STAFF)) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in (urgent, urgent2, normal, low)]
+    desk.run(c.ShowQueue, STAFF, status="new", location="yard")
+    opened = [d for d in desk.buttons(desk.last(STAFF)) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in (urgent2, low)]
+    desk.run(c.ShowQueue, RESIDENT)
+    assert desk.texts(RESIDENT)[-1] == "⛔ You are not allowed to do that."
+
+
+def test_long_texts_stay_under_telegrams_limit(desk: Desk) -> None:
+    rid = desk.create(title="T" * 100, description="&" * 2000, location="L" * 200)
+    for i in range(30):
+        desk.run(c.AddComment, RESIDENT, request_id=rid, text=f"{i} " + "<" * 1990)
+    desk.run(c.ShowRequest, RESIDENT, request_id=rid)
+    card = desk.last(RESIDENT)  # the sandbox refuses anything over 4096 visible characters
+    assert card["text"].startswith(f"#{rid} TTT") and len(card["text"]) <= 4096
+    assert "earlier" in card["text"]
+
+
+def test_grant_revoke_and_staff_list(desk: Desk) -> None:
+    desk.run(c.SetRole, STAFF, target=str(OTHER), role=Role.STAFF)
+    assert desk.texts(STAFF)[-1] == "⛔ You are not allowed to do that."
+    desk.run(c.SetRole, ADMIN, target="@U1002", role=Role.STAFF)
+    assert desk.texts(ADMIN)[-1] == "@u1002 is now staff."
+    assert "staff" in desk.texts(OTHER)[-1]
+    assert any(
+        b["text"] == t("menu.queue", "en")
+        for row in desk.last(OTHER)["reply_markup"]["keyboard"]
+        for b in row
+    )
+    desk.run(c.SetRole, ADMIN, target="@nobody")
+    assert "I don't know @nobody" in desk.texts(ADMIN)[-1]
+    rid = desk.create()
+    desk.run(c.TransitionRequest, OTHER, request_id=rid, action=Action.ACCEPT)
+    desk.run(c.ListStaff, ADMIN)
+    listing = desk.texts(ADMIN)[-1]
+    assert "@u1002 — staff, 1" in listing and "@u3001 — an admin, 0" in listing
+    desk.run(c.SetRole, ADMIN, target=str(OTHER))
+    with Session(desk.engine) as s:
+        assert s.scalars(select(User.role).where(User.telegram_id == OTHER)).one() == "resident"
+
+
+def test_priority_change_by_staff_only(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.ChangePriority, RESIDENT, request_id=rid, priority=Priority.URGENT)
+    assert desk.request(rid).priority == "normal"
+    desk.run(c.ChangePriority, STAFF, request_id=rid, priority=Priority.URGENT)
+    assert desk.request(rid).priority == "urgent"
