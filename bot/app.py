@@ -10,12 +10,14 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, ErrorEvent
 from aiohttp import web
 
 from bot.enqueue import CommandQueue
+from bot.flood import WaitOutFloodLimits
 from bot.middlewares import LogContext
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
@@ -31,20 +33,28 @@ WEBHOOK_ENQUEUE_DEADLINE_S = 20.0
 
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    session.middleware(WaitOutFloodLimits())
     return Bot(settings.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
 def create_storage(settings: Settings) -> BaseStorage:
     if settings.redis_url:
-        from aiogram.fsm.storage.redis import RedisStorage
-
-        # Dialog state survives a bot restart mid-dialog.
-        return RedisStorage.from_url(settings.redis_url)
+        # Dialog state survives a bot restart mid-dialog. Destinies in the key: the dialog
+        # keeps per-user memory (recent locations) beside the dialog state.
+        return RedisStorage.from_url(
+            settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True)
+        )
     return MemoryStorage()
 
 
 def create_dispatcher(settings: Settings, commands: CommandQueue) -> Dispatcher:
-    dp = Dispatcher(storage=create_storage(settings), commands=commands)
+    storage = create_storage(settings)
+    # Webhook updates of one user may arrive at once: one at a time per user keeps a double
+    # Submit or an album's items from racing on the same dialog state.
+    isolation: BaseEventIsolation = (
+        storage.create_isolation() if isinstance(storage, RedisStorage) else SimpleEventIsolation()
+    )
+    dp = Dispatcher(storage=storage, events_isolation=isolation, commands=commands)
     dp.update.outer_middleware(LogContext())
     dp.include_routers(*feature_routers())
     dp.errors.register(_on_error)

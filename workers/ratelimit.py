@@ -99,7 +99,7 @@ class RateLimiter(Protocol):
 
     def acquire(self, chat_id: int, *, timeout: float | None = None) -> bool:
         """Block (sleeping the returned waits, with a little jitter) until granted; False on
-        timeout."""
+        timeout, returned at once when the wait already ends past it."""
         ...
 
     def pause(self, seconds: float) -> None:

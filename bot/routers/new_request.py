@@ -19,6 +19,8 @@ How input is treated:
 - Every inline button carries the draft's random token: a press from an older draft, a second
   press (e.g. Submit twice), a press in another step or forged data is answered with "this draft
   is no longer active" and changes nothing.
+- Albums: each item is handled as it arrives, but the album gets one reply (with every refusal
+  in it) shortly after its last item, so an album of ten does not trip flood control.
 - Skip and Continue both go to the summary, keeping the files collected so far: Skip is shown
   while there are none, Continue once there is at least one.
 - Recent locations: see `bot.dialogs.memory` (also `forget_user` for erasure).
@@ -26,10 +28,11 @@ How input is treated:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -62,6 +65,7 @@ from core.texts import all_translations, t
 log = get_logger(__name__)
 
 CALLBACK_PREFIX = "np"
+ALBUM_REPLY_DELAY_S = 1.0  # Telegram delivers an album's items within a fraction of a second
 _MB = 1024 * 1024
 
 
@@ -94,7 +98,7 @@ class DraftCb(CallbackData, prefix=CALLBACK_PREFIX):
 
 @dataclass(frozen=True)
 class _TextStep:
-    field: str
+    name: str
     limit: int
     ask: str
     next: State
@@ -255,11 +259,11 @@ async def on_text(message: Message, state: FSMContext, bot: Bot) -> None:
     text = (message.text or "").strip()
     data = await state.get_data()
     if not text:
-        error = t(f"new.error.{step.field}_empty", lang)
+        error = t(f"new.error.{step.name}_empty", lang)
         await _ask(bot, message.chat.id, current, data, lang, error)
         return
     if len(text) > step.limit:
-        error = t(f"new.error.{step.field}_too_long", lang, length=len(text), max=step.limit)
+        error = t(f"new.error.{step.name}_too_long", lang, length=len(text), max=step.limit)
         await _ask(bot, message.chat.id, current, data, lang, error)
         return
     await _next_after_text(bot, message.chat.id, state, step, text, lang)
@@ -268,7 +272,7 @@ async def on_text(message: Message, state: FSMContext, bot: Bot) -> None:
 async def _next_after_text(
     bot: Bot, chat_id: int, state: FSMContext, step: _TextStep, text: str, lang: str | None
 ) -> None:
-    update: dict[str, Any] = {step.field: text}
+    update: dict[str, Any] = {step.name: text}
     if step.next == NewRequest.location:
         update["offered"] = await recent_locations(state.storage, _recent_key_of(state))
     data = await state.update_data(update)
@@ -301,8 +305,62 @@ def _attachment_of(message: Message) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _AlbumReply:
+    errors: list[str] = field(default_factory=list)
+    generation: int = 0
+
+
+# Replies to albums being received, by (bot, chat, media_group_id): this process only.
+_albums: dict[tuple[int, int, str], _AlbumReply] = {}
+_album_tasks: set[asyncio.Task[None]] = set()
+
+
+def _reply_to_album_later(
+    bot: Bot, state: FSMContext, chat_id: int, group: str, lang: str | None, error: str | None
+) -> None:
+    """One reply per album, sent once its items stopped coming, with every refusal in it."""
+    key = (bot.id, chat_id, group)
+    pending = _albums.setdefault(key, _AlbumReply())
+    pending.generation += 1
+    if error and error not in pending.errors:
+        pending.errors.append(error)
+    task = asyncio.create_task(_album_reply(bot, state, key, pending.generation, lang))
+    _album_tasks.add(task)
+    task.add_done_callback(_album_tasks.discard)
+
+
+async def _album_reply(
+    bot: Bot, state: FSMContext, key: tuple[int, int, str], generation: int, lang: str | None
+) -> None:
+    await asyncio.sleep(ALBUM_REPLY_DELAY_S)
+    pending = _albums.get(key)
+    if pending is None or pending.generation != generation:
+        return  # a later item of the album replies
+    del _albums[key]
+    try:
+        if await state.get_state() != NewRequest.attachments.state:
+            return  # the user moved on (Continue, /cancel) meanwhile
+        data = await state.get_data()
+        error = "\n".join(pending.errors) or None
+        await _ask(bot, key[1], NewRequest.attachments.state, data, lang, error)
+    except Exception:
+        log.exception("new_request.album_reply_failed")
+
+
+async def drain_album_replies() -> None:
+    """Wait for the album replies scheduled so far (tests, graceful shutdown)."""
+    while _album_tasks:
+        await asyncio.gather(*_album_tasks, return_exceptions=True)
+
+
 async def on_file(message: Message, state: FSMContext, bot: Bot) -> None:
-    """A photo or document in the attachments step (each album item comes here on its own)."""
+    """A photo or document in the attachments step.
+
+    Each album item arrives as its own message: a reply to each would trip Telegram's flood
+    control (about one message a second per chat), so an album gets a single reply, sent
+    ALBUM_REPLY_DELAY_S after its last item. A single file is answered at once.
+    """
     lang = _lang(message.from_user)
     step = NewRequest.attachments.state
     data = await state.get_data()
@@ -327,7 +385,10 @@ async def on_file(message: Message, state: FSMContext, bot: Bot) -> None:
         else:
             attachments.append(attachment.model_dump(mode="json"))
             data = await state.update_data(attachments=attachments)
-    await _ask(bot, message.chat.id, step, data, lang, error)
+    if message.media_group_id:
+        _reply_to_album_later(bot, state, message.chat.id, message.media_group_id, lang, error)
+    else:
+        await _ask(bot, message.chat.id, step, data, lang, error)
 
 
 async def on_wrong_input(message: Message, state: FSMContext, bot: Bot) -> None:

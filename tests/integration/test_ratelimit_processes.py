@@ -6,13 +6,13 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
+from urllib.parse import urlsplit
 
 import pytest
 import redis
-from sqlalchemy.engine import make_url
 
-from tests.support.services import REDIS_DEFAULT, _unavailable
 from workers.ratelimit import RateLimits, RedisRateLimiter
 
 REDIS_DB = 13  # this test's own database, flushed before and after
@@ -23,8 +23,12 @@ LIMIT = RateLimits().bot_per_second
 
 @pytest.fixture
 def redis_db13() -> Iterator[str]:
-    base = make_url(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT).replace("redis://", "x://"))
-    url = f"redis://{base.host or '127.0.0.1'}:{base.port or 6379}/{REDIS_DB}"
+    # Imported here, not at the top: every spawned process imports this module, and the
+    # service fixtures pull in half the project.
+    from tests.support.services import REDIS_DEFAULT, _unavailable
+
+    base = urlsplit(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT))
+    url = f"redis://{base.hostname or '127.0.0.1'}:{base.port or 6379}/{REDIS_DB}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()
@@ -37,19 +41,11 @@ def redis_db13() -> Iterator[str]:
 
 
 def send_loop(
-    url: str,
-    worker: int,
-    ready: multiprocessing.Queue[int],
-    go: Event,
-    out: multiprocessing.Queue[tuple[int, list[float]]],
+    url: str, worker: int, ready: Queue[int], go: Event, out: Queue[tuple[int, list[float]]]
 ) -> None:
-    """One worker process: acquire for ever new private chats until DURATION_S is over."""
-    out.put((worker, grant_times(url, worker, ready, go)))
-
-
-def grant_times(url: str, worker: int, ready: multiprocessing.Queue[int], go: Event) -> list[float]:
+    """One worker process: acquire for ever new private chats for DURATION_S from `go`."""
     limiter = RedisRateLimiter(redis.Redis.from_url(url))
-    limiter.paused_for()  # connected and the script loaded before the start
+    limiter.paused_for()  # connected before the start
     ready.put(worker)
     go.wait()
     stop = time.time() + DURATION_S
@@ -58,11 +54,12 @@ def grant_times(url: str, worker: int, ready: multiprocessing.Queue[int], go: Ev
     while True:
         chat += 1  # distinct private chats: only the bot-wide limit binds
         if not limiter.acquire(chat, timeout=max(0.0, stop - time.time())):
-            return granted
+            break
         now = time.time()
         if now >= stop:
-            return granted
+            break
         granted.append(now)
+    out.put((worker, granted))
 
 
 def busiest(times: list[float], window: float = 1.0) -> int:
@@ -78,22 +75,35 @@ def busiest(times: list[float], window: float = 1.0) -> int:
 
 def test_four_processes_share_30_per_second(redis_db13: str) -> None:
     ctx = multiprocessing.get_context("spawn")
-    ready: multiprocessing.Queue[int] = ctx.Queue()
+    ready: Queue[int] = ctx.Queue()
+    out: Queue[tuple[int, list[float]]] = ctx.Queue()
     go = ctx.Event()
-    with ctx.Pool(PROCESSES) as pool:
-        results = [pool.apply_async(send_loop, (redis_db13, n, ready, go)) for n in range(1, 5)]
-        for _ in range(PROCESSES):
-            ready.get(timeout=30)
+    workers = [
+        ctx.Process(target=send_loop, args=(redis_db13, n, ready, go, out), daemon=True)
+        for n in range(1, PROCESSES + 1)
+    ]
+    for process in workers:
+        process.start()
+    try:
+        for _ in workers:
+            ready.get(timeout=60)
         started = time.time()
         go.set()
-        per_worker = [result.get(timeout=30) for result in results]
+        per_worker = [grants for _, grants in (out.get(timeout=30) for _ in workers)]
+    finally:
+        for process in workers:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
     times = sorted(t for grants in per_worker for t in grants)
     middle = [t for t in times if started + 0.5 <= t < started + DURATION_S - 0.5]
     rate = len(middle) / (DURATION_S - 1.0)
     peak = busiest(times)
     print(
-        f"\n{len(times)} grants, busiest 1 s window {peak}, middle rate {rate:.2f}/s, "
-        f"per worker {[len(g) for g in per_worker]}"
+        f"\n{len(times)} grants in {DURATION_S} s by {PROCESSES} processes "
+        f"{sorted(len(g) for g in per_worker)}: busiest 1 s window {peak}, "
+        f"middle rate {rate:.2f}/s"
     )
     assert all(per_worker), "every process got some sends"
     assert peak <= LIMIT, f"{peak} sends in one second across {PROCESSES} processes"

@@ -12,9 +12,9 @@ from aiogram import Bot, Dispatcher
 from bot.app import create_bot, create_dispatcher
 from bot.enqueue import BrokerUnavailable, CommandQueue
 from core.commands import Actor, RegisterUser
-from core.settings import get_settings
 from core.menu import main_menu
 from core.roles import Role
+from core.settings import get_settings
 from core.texts import t
 from tests.support.sandbox_api import SandboxAPI
 

@@ -50,6 +50,13 @@ class Recorder(CommandQueue):
 _synthetic_ids = itertools.count(10**9)
 
 
+async def close_bot(bot: Bot) -> None:
+    """Close the HTTP session without aiogram's 0.25 s grace sleep (plain HTTP, no SSL)."""
+    session = bot.session._session  # type: ignore[attr-defined]
+    if session is not None:
+        await session.close()
+
+
 class Chat:
     """One user talking to the bot: send something, feed the updates, read the replies."""
 
@@ -63,6 +70,7 @@ class Chat:
         updates = await self.bot.get_updates(timeout=0)
         for update in updates:
             await self.dp.feed_update(self.bot, update)
+        await new_request.drain_album_replies()
         if updates:
             await self.bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
         return [u.update_id for u in updates]
@@ -71,18 +79,20 @@ class Chat:
         self.sandbox.send_text(self.user_id, text, **self.profile)
         await self.feed()
 
-    async def photo(self, **fields: Any) -> str:
+    async def photo(self, feed: bool = True, **fields: Any) -> str:
         """A photo; returns the file_id of its largest size."""
         result = self.sandbox._call(
             "POST", "/sandbox/photos", {"user_id": self.user_id, **self.profile, **fields}
         )
-        await self.feed()
+        if feed:
+            await self.feed()
         return str(result["file_id"])
 
-    async def document(self, **fields: Any) -> str:
+    async def document(self, feed: bool = True, **fields: Any) -> str:
         body = {"user_id": self.user_id, **self.profile, "file_name": "a.pdf", **fields}
         result = self.sandbox._call("POST", "/sandbox/documents", body)
-        await self.feed()
+        if feed:
+            await self.feed()
         return str(result["file_id"])
 
     async def unsupported(self, kind: str) -> None:
@@ -155,6 +165,13 @@ def button_data(message: dict[str, Any], text: str) -> str:
     return found[text]
 
 
+@pytest.fixture(autouse=True)
+def fast_sandbox(sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tests answer faster than a person: no flood control, albums settle in 20 ms.
+    sandbox.configure(flood_limits=False)
+    monkeypatch.setattr(new_request, "ALBUM_REPLY_DELAY_S", 0.02)
+
+
 @pytest.fixture
 async def harness(sandbox: SandboxAPI) -> AsyncIterator[tuple[Chat, Recorder]]:
     settings = get_settings()
@@ -164,7 +181,7 @@ async def harness(sandbox: SandboxAPI) -> AsyncIterator[tuple[Chat, Recorder]]:
     try:
         yield Chat(sandbox, bot, dp), recorder
     finally:
-        await bot.session.close()
+        await close_bot(bot)
         recorder.close()
 
 
@@ -231,11 +248,14 @@ async def test_happy_path_with_an_album_sends_one_create_request(
     assert chat.last()["source"] == question("attachments")
     assert list(buttons(chat.last())) == [t("new.button.skip")]
 
-    first = await chat.photo(media_group_id="album-1", file_size=150_000)
-    assert chat.last()["source"] == t("new.attached", count=1, max=10)
-    second = await chat.photo(media_group_id="album-1", file_size=250_000)
-    assert chat.last()["source"] == t("new.attached", count=2, max=10)
-    assert list(buttons(chat.last())) == [t("new.button.continue")]
+    # The album's items arrive together, as from Telegram: one reply for the whole album.
+    before = len(chat.messages())
+    first = await chat.photo(feed=False, media_group_id="album-1", file_size=150_000)
+    second = await chat.photo(feed=False, media_group_id="album-1", file_size=250_000)
+    assert len(await chat.feed()) == 2
+    [reply] = chat.messages()[before:]
+    assert reply["source"] == t("new.attached", count=2, max=10)
+    assert list(buttons(reply)) == [t("new.button.continue")]
     await chat.press(chat.last(), t("new.button.continue"))
 
     summary = chat.last()
@@ -489,6 +509,25 @@ async def test_an_eleventh_file_is_refused(harness: tuple[Chat, Recorder]) -> No
     assert [a.kind for a in command.attachments] == ["document"] * 9 + ["photo"]
 
 
+async def test_an_album_over_the_limit_gets_one_reply_with_the_refusal(
+    harness: tuple[Chat, Recorder],
+) -> None:
+    chat, _ = harness
+    await reach(chat, "attachments")
+    for n in range(8):
+        await chat.document(file_name=f"scan{n}.pdf")
+    before = len(chat.messages())
+    for _ in range(4):  # two fit, two don't
+        await chat.photo(feed=False, media_group_id="big-album")
+    await chat.document(feed=False, media_group_id="big-album", file_size=30 * MB)
+    await chat.feed()
+    [reply] = chat.messages()[before:]
+    assert reply["source"] == (
+        f"{t('new.error.too_many_files', max=10)}\n\n{t('new.attached', count=10, max=10)}"
+    )
+    assert len((await chat.data())["attachments"]) == 10
+
+
 async def test_a_file_over_20_mb_is_refused(harness: tuple[Chat, Recorder]) -> None:
     chat, recorder = harness
     await reach(chat, "attachments")
@@ -666,5 +705,5 @@ async def test_dialog_survives_a_bot_restart_on_redis(
         assert await chat.state() is None
         await chat.dp.storage.close()
     finally:
-        await bot.session.close()
+        await close_bot(bot)
         recorder.close()

@@ -65,7 +65,7 @@ class Env:
 
     def redis(self) -> fakeredis.FakeRedis:
         assert self.server is not None
-        return fakeredis.FakeRedis(server=self.server)
+        return fakeredis.FakeRedis(server=self.server, decode_responses=True)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -218,26 +218,26 @@ def test_keys_expire_when_their_state_is_back_to_fresh(redis_env: Env) -> None:
     limiter = redis_env.make()
     client = redis_env.redis()
     assert grants(limiter, [PRIVATE, PRIVATE, GROUP]) == [True, True, True]
-    ttl = {key.decode(): client.pttl(key) for key in client.keys("*")}
+    ttl = {key: client.pttl(key) for key in client.keys("*")}
     assert set(ttl) == {"zavhoz:rl:bot", f"zavhoz:rl:chat:{PRIVATE}", f"zavhoz:rl:chat:{GROUP}"}
     assert 1000 <= ttl["zavhoz:rl:bot"] <= 1000 * SECOND + 2
     assert 1900 <= ttl[f"zavhoz:rl:chat:{PRIVATE}"] <= 2002  # two tokens to refill
     assert 60_000 <= ttl[f"zavhoz:rl:chat:{GROUP}"] <= 1000 * MINUTE + 2
     limiter.pause(1)
     redis_env.clock.advance(2.1)
-    assert sorted(client.keys("*")) == [f"zavhoz:rl:chat:{GROUP}".encode()]
+    assert client.keys("*") == [f"zavhoz:rl:chat:{GROUP}"]
     redis_env.clock.advance(MINUTE)
     assert client.keys("*") == []
     assert grants(limiter, [PRIVATE] * 4) == [True, True, True, False]  # as fresh
 
 
 def test_a_custom_prefix_keeps_limiters_apart(redis_env: Env) -> None:
-    client = redis_env.redis()
+    client = redis_env.redis()  # decoded responses work as well
     a = RedisRateLimiter(client, RateLimits(bot_per_second=1), prefix="a:")
     b = RedisRateLimiter(client, RateLimits(bot_per_second=1), prefix="b:")
     assert grants(a, [1, 2]) == [True, False]
     assert grants(b, [1, 2]) == [True, False]
-    assert {k.decode().split(":")[0] for k in client.keys("*")} == {"a", "b"}
+    assert {str(k).split(":")[0] for k in client.keys("*")} == {"a", "b"}
 
 
 def test_the_local_limiter_forgets_idle_chats() -> None:
@@ -278,9 +278,9 @@ def test_acquire_gives_up_when_the_wait_ends_past_the_timeout(env: Env) -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_traffic_never_breaks_a_limit(env: Env, seed: int) -> None:
     """Many chats, random arrivals: every sliding window and bucket holds, and the bot-wide
-    limit is what binds (near 30/s are granted)."""
+    limit is reached (near 30/s are granted)."""
     rng = random.Random(seed)
-    limiter = env.make()
+    limiter = env.make(group_per_minute=5)  # so that the group limit binds too
     chats = [*range(1, 40), *range(-8, 0)]
     granted: list[tuple[float, int]] = []
     start = env.clock.now
@@ -295,7 +295,7 @@ def test_random_traffic_never_breaks_a_limit(env: Env, seed: int) -> None:
     for chat in chats:
         mine = [t for t, c in granted if c == chat]
         if chat < 0:
-            assert busiest(mine, 60.0) <= 20
+            assert busiest(mine, 60.0) <= 5
         else:
             assert busiest(mine, 1.0) <= 3
             assert busiest(mine, 3.0) <= 5  # burst 3, then one a second
