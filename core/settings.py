@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     var_dir: Path = Path("var")
     reopen_window_days: int = Field(default=7, ge=0)
+    # Telegram's limits, held globally by the workers' shared limiter.
+    rate_bot_per_second: int = Field(default=30, ge=1)
+    rate_private_per_second: float = Field(default=1.0, gt=0)
+    rate_private_burst: int = Field(default=3, ge=1)
+    rate_group_per_minute: int = Field(default=20, ge=1)
+    # Paid broadcasts (Telegram Stars) may go up to 1000 messages a second.
+    paid_broadcast: bool = False
+    paid_broadcast_per_second: int = Field(default=1000, ge=1)
+    # How many workers drain one broadcast at once (the limiter keeps the total rate).
+    broadcast_parallelism: int = Field(default=4, ge=1)
     # Bounded so a poisoned message cannot loop forever between dying workers.
     max_redeliveries: int = Field(default=3, ge=0)
 

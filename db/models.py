@@ -152,7 +152,10 @@ class Outbox(Base):
     """Every message to Telegram: written in the command's transaction, delivered after commit."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index(None, "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index(None, "state", "next_attempt_at"),
+        Index(None, "batch_id", "state"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -169,6 +172,28 @@ class Outbox(Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # A broadcast's rows drain together and report progress.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    # The request a notification is about: staff see when it did not reach its recipient.
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id", ondelete="SET NULL"))
+
+
+class Broadcast(Base):
+    """An admin's message to many users, fanned out as outbox rows."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    audience: Mapped[str] = mapped_column(String(16))  # residents | staff | everyone
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="draft")  # draft|sending|done|cancelled
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the author watches progress: their chat and the message edited as it goes.
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class ProcessedCommand(Base):

@@ -23,8 +23,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.logging import get_logger
-from db.models import Outbox, User
+from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
+from workers.pacing import get_limiter
 from workers.telegram import get_client, method_for
 
 log = get_logger(__name__)
@@ -54,11 +55,13 @@ class Replies:
         payload: dict[str, Any],
         *,
         user_id: int | None = None,
+        request_id: int | None = None,
     ) -> Outbox:
         row = Outbox(
             dedupe_key=f"{self.key}:{len(self.rows)}",
             chat_id=chat_id,
             user_id=user_id,
+            request_id=request_id,
             method=method,
             payload={"chat_id": chat_id, **payload},
             state=PENDING,
@@ -70,11 +73,16 @@ class Replies:
         return row
 
     def message(
-        self, chat_id: int, text: str, *, user_id: int | None = None, **extra: Any
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        user_id: int | None = None,
+        request_id: int | None = None,
+        **extra: Any,
     ) -> Outbox:
-        return self.send(
-            chat_id, "sendMessage", {"text": text, "parse_mode": "HTML", **extra}, user_id=user_id
-        )
+        payload = {"text": text, "parse_mode": "HTML", **extra}
+        return self.send(chat_id, "sendMessage", payload, user_id=user_id, request_id=request_id)
 
 
 def pending_ids_for_key(session: Session, key: str) -> list[int]:
@@ -127,10 +135,15 @@ def _deliver_one(row_id: int) -> tuple[str, datetime | None]:
 
 def _attempt(session: Session, row: Outbox) -> str:
     bound = log.bind(outbox_id=row.id, method=row.method, chat_id=row.chat_id)
+    limiter = get_limiter(paid=bool(row.payload.get("allow_paid_broadcast")))
+    # Waits for a slot under the global limits (all workers share them) with the row claimed.
+    limiter.acquire(row.chat_id)
     row.attempts += 1
     try:
         result = get_client().call(method_for(row.method, row.payload))
     except TelegramRetryAfter as error:
+        # Telegram throttles the whole bot: every worker pauses, and this row waits it out.
+        limiter.pause(error.retry_after)
         row.next_attempt_at = now() + timedelta(seconds=error.retry_after)
         row.last_error = error.message
         bound.warning("telegram.rate_limited", retry_after=error.retry_after)
@@ -147,7 +160,7 @@ def _attempt(session: Session, row: Outbox) -> str:
     except TelegramForbiddenError as error:
         # Blocked or deactivated: retrying cannot help, and the user's other rows are moot.
         row.state, row.last_error = FAILED, error.message
-        _mark_unreachable(session, row.chat_id, error.message)
+        _mark_unreachable(session, row, error.message)
         bound.info("telegram.forbidden", error=error.message)
         return FAILED
     except TelegramBadRequest as error:
@@ -160,10 +173,15 @@ def _attempt(session: Session, row: Outbox) -> str:
     return SENT
 
 
-def _mark_unreachable(session: Session, chat_id: int, reason: str) -> None:
-    session.execute(update(User).where(User.telegram_id == chat_id).values(reachable=False))
+def _mark_unreachable(session: Session, row: Outbox, reason: str) -> None:
+    session.execute(update(User).where(User.telegram_id == row.chat_id).values(reachable=False))
     session.execute(
         update(Outbox)
-        .where(Outbox.chat_id == chat_id, Outbox.state == PENDING)
+        .where(Outbox.chat_id == row.chat_id, Outbox.state == PENDING)
         .values(state=FAILED, last_error=reason)
     )
+    if row.request_id is not None and row.user_id is not None:
+        # The request's history shows staff that this news never reached its recipient.
+        session.add(
+            RequestEvent(request_id=row.request_id, action="undelivered", note=str(row.user_id))
+        )

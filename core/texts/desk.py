@@ -66,6 +66,7 @@ EN: dict[str, str] = {
     "event.priority": "priority {from_} → {to}",
     "event.rated": "rated {rating}/5",
     "event.comment": "commented",
+    "event.undelivered": "⚠ not delivered to {name}: they blocked the bot",
     # Notifications
     "notify.new": "🆕 New request <b>#{id}</b> ({priority}) at {location}:\n<b>{title}</b>\n{description}",
     "notify.status": "Request <b>#{id}</b> «{title}» is now {status}{by}.",
@@ -92,7 +93,6 @@ EN: dict[str, str] = {
     "staff.title": "<b>Staff</b> (open requests)",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Nobody has the staff or admin role yet.",
-    "unreachable": "⚠ {name} has blocked the bot: they did not get the news about #{id}.",
     # Refusals (the worker decides)
     "refused.not_allowed": "⛔ You are not allowed to do that.",
     "refused.not_found": "Request #{id} does not exist.",
@@ -185,6 +185,7 @@ RU: dict[str, str] = {
     "event.priority": "приоритет {from_} → {to}",
     "event.rated": "оценка {rating}/5",
     "event.comment": "комментарий",
+    "event.undelivered": "⚠ не доставлено: {name} заблокировал(а) бота",
     "notify.new": "🆕 Новая заявка <b>#{id}</b> ({priority}), {location}:\n<b>{title}</b>\n{description}",
     "notify.status": "Заявка <b>#{id}</b> «{title}»: теперь {status}{by}.",
     "notify.status.by": " ({actor})",
@@ -209,7 +210,6 @@ RU: dict[str, str] = {
     "staff.title": "<b>Сотрудники</b> (открытые заявки)",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Ни у кого пока нет роли сотрудника или администратора.",
-    "unreachable": "⚠ {name} заблокировал(а) бота и не получил(а) новость о #{id}.",
     "refused.not_allowed": "⛔ У вас нет прав на это действие.",
     "refused.not_found": "Заявки #{id} не существует.",
     "refused.unknown_action": "⛔ Неизвестное действие.",

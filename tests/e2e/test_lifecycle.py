@@ -3,6 +3,8 @@ PostgreSQL and Redis. Users only type and press buttons, as people would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -135,7 +137,7 @@ def test_concurrent_accept_one_wins(desk: dict[int, Chat]) -> None:
     assert any(f"already taken by {taker}" in o for o in outcomes)
 
 
-def test_forged_callbacks_and_bad_inputs(desk: dict[int, Chat]) -> None:
+def test_forged_callbacks_and_bad_inputs(desk: dict[int, Chat], pg_url: str) -> None:
     resident, other, staff = desk[RESIDENT], desk[OTHER], desk[STAFF]
     rid = create(resident, "Broken window")
     # Another resident forges Accept and Cancel for someone else's request.
@@ -153,11 +155,48 @@ def test_forged_callbacks_and_bad_inputs(desk: dict[int, Chat]) -> None:
     # Bad inputs in the dialog: each explained, the question asked again, nothing stored.
     resident.say("/new")
     resident.wait("What is the problem?")
-    resident.say("x" * 101)
-    resident.wait("too long: 101 characters")
-    resident.send_photos(1)
-    resident.wait("text message")
-    resident.say("   ")
-    resident.wait("What is the problem?")
+    for send, explanation, question in BAD_INPUTS:
+        send(resident)
+        answer = resident.wait(explanation)
+        assert question in answer["text"], answer["text"]
     resident.say("/cancel")
     resident.wait("Cancelled")
+    engine = create_engine(pg_url)
+    with Session(engine) as s:
+        assert s.scalars(select(Request.title)).all() == ["Broken window"]
+    engine.dispose()
+
+
+MB = 1024 * 1024
+
+
+def _document(size: int) -> Callable[[Chat], None]:
+    def send(chat: Chat) -> None:
+        chat.api._call(
+            "POST",
+            "/sandbox/documents",
+            {
+                "user_id": chat.user_id,
+                "file_name": "scan.pdf",
+                "file_size": size,
+            },
+        )
+
+    return send
+
+
+# (what the user does, the explanation, the question asked again), walking through the steps.
+BAD_INPUTS: list[tuple[Callable[[Chat], None], str, str]] = [
+    (lambda c: c.say("x" * 101), "too long: 101 characters", "What is the problem?"),
+    (lambda c: c.say("   "), "The title is empty", "What is the problem?"),
+    (lambda c: c.send_photos(1), "I need a text message", "What is the problem?"),
+    (lambda c: c.say("Broken door"), "Describe the problem", "Describe the problem"),
+    (lambda c: c.say("y" * 2001), "too long: 2001 characters", "Describe the problem"),
+    (lambda c: c.say("It does not close"), "Where is it?", "Where is it?"),
+    (lambda c: c.say("z" * 201), "too long: 201 characters", "Where is it?"),
+    (lambda c: c.say("Hall"), "How urgent", "How urgent"),
+    (lambda c: c.say("High"), "choose the priority with one of the buttons", "How urgent"),
+    (lambda c: c.press(c.api.messages(c.user_id)[-1], "Low"), "Add photos", "Add photos"),
+    (lambda c: c.say("here is a photo"), "Here I take photos and documents", "Skip"),
+    (_document(21 * MB), "it is 21.0 MB, the limit is 20 MB", "Add photos"),
+]

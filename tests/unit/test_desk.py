@@ -237,6 +237,8 @@ def test_admin_assigns_and_both_assignees_hear(desk: Desk) -> None:
     desk.run(c.TransitionRequest, ADMIN, request_id=rid, action=Action.ASSIGN, assignee=STAFF2)
     assert "assigned to you" in desk.texts(STAFF2)[-1]
     assert "reassigned to @u2002" in desk.texts(STAFF)[-1]
+    desk.run(c.ShowRequest, ADMIN, request_id=rid)
+    assert "assigned to @u2002" in desk.texts(ADMIN)[-1]  # the history names the assignee
     desk.run(c.TransitionRequest, ADMIN, request_id=rid, action=Action.ASSIGN, assignee=RESIDENT)
     assert desk.texts(ADMIN)[-1] == f"{RESIDENT} is not staff."
 

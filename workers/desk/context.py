@@ -53,11 +53,14 @@ class Ctx:
         self.reply_text(t(key, self.lang, **values), reply_markup=reply_markup)
 
     def reply_text(self, text: str, *, reply_markup: dict[str, Any] | None = None) -> None:
-        extra = {"reply_markup": reply_markup} if reply_markup else {}
+        extra: dict[str, Any] = {"reply_markup": reply_markup} if reply_markup else {}
         self.replies.message(self.command.actor.chat_id, text, user_id=self.actor.id, **extra)
 
-    def tell(self, user: User | None, text: str, **extra: Any) -> bool:
-        """A message to another user, unless they are gone or known to have blocked the bot."""
+    def tell(
+        self, user: User | None, text: str, *, about: Request | None = None, **extra: Any
+    ) -> bool:
+        """A message to another user, unless they are gone or known to have blocked the bot.
+        `about`: the request it concerns, whose history records a failed delivery."""
         if (
             user is None
             or user.telegram_id is None
@@ -65,7 +68,10 @@ class Ctx:
             or user.id == self.actor.id
         ):
             return False
-        self.replies.message(user.telegram_id, text, user_id=user.id, **extra)
+        request_id = about.id if about is not None else None
+        self.replies.message(
+            user.telegram_id, text, user_id=user.id, request_id=request_id, **extra
+        )
         return True
 
     def send_attachments(self, user: User, attachments: list[Attachment]) -> None:

@@ -174,7 +174,8 @@ def _send_card(ctx: Ctx, request: Request) -> None:
         ctx.session,
         {request.author_id, request.assignee_id}
         | {c.author_id for c in comments}
-        | {e.actor_id for e in events},
+        | {e.actor_id for e in events}
+        | {render.named_user(e) for e in events},
     )
     text = render.card_text(request, ctx.lang, users, comments, events)
     keyboard = render.card_keyboard(request, ctx.viewer(request), ctx.lang, _reopen_open(request))
@@ -246,7 +247,8 @@ def transition_request(session: Session, command: TransitionRequest, replies: Re
         command.action.value,
         from_status=old_status.value,
         to_status=new_status.value,
-        note=note,
+        # An assignment's history names the assignee by internal id (never a Telegram id).
+        note=str(assignee.id) if assignee is not None else note,
     )
     if command.action is Action.DONE and (note or command.file_id):
         session.add(
@@ -308,7 +310,11 @@ def _notify_transition(
         if command.action is Action.DONE:
             text = Markup(text + "\n\n" + t("rate.ask", lang, id=request.id))
             extra["reply_markup"] = render.inline([render.rating_row(request.id)])
-        if ctx.tell(author, text, **extra) and command.action is Action.DONE and command.file_id:
+        if (
+            ctx.tell(author, text, about=request, **extra)
+            and command.action is Action.DONE
+            and command.file_id
+        ):
             assert author.telegram_id is not None
             ctx.replies.send(
                 author.telegram_id, "sendPhoto", {"photo": command.file_id}, user_id=author.id
@@ -408,6 +414,7 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
                 title=request.title,
                 text=command.text,
             ),
+            about=request,
         )
     ctx.reply("done.comment", id=request.id)
 

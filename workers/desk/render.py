@@ -161,6 +161,14 @@ def _assemble(
     return Markup("\n".join(parts))
 
 
+def named_user(event: RequestEvent) -> int | None:
+    """The user an event names: the assignee of an assignment, the recipient a notification did
+    not reach (the note holds their internal id, never a Telegram id)."""
+    if event.action in ("assign", "undelivered") and event.note and event.note.isdigit():
+        return int(event.note)
+    return None
+
+
 def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Markup:
     if event.action == "created":
         return t("event.created", lang)
@@ -175,6 +183,12 @@ def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Ma
         return t("event.rated", lang, rating=event.note or "")
     if event.action == "comment":
         return t("event.comment", lang)
+    named = named_user(event)
+    if named is not None:
+        name = name_of(users.get(named), lang)
+        if event.action == "undelivered":
+            return t("event.undelivered", lang, name=name)
+        return t("event.assigned", lang, assignee=name)
     what = t(
         "event.transition",
         lang,
