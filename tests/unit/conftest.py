@@ -56,3 +56,11 @@ def inproc_worker() -> Iterator[object]:
     app.conf.update(broker_url="memory://", broker_transport_options={})
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
         yield worker
+
+
+@pytest.fixture(autouse=True)
+def fresh_limiters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with empty rate-limit state (a 429 pause must not leak into the next)."""
+    from workers import pacing
+
+    monkeypatch.setattr(pacing, "_limiters", {})

@@ -71,7 +71,10 @@ class Desk:
 
 
 @pytest.fixture
-def desk(db: Engine, sandbox: SandboxAPI) -> Desk:
+def desk(db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> Desk:
+    # Pacing is the notification engine's business (tested there), not these handlers'.
+    monkeypatch.setenv("RATE_PRIVATE_BURST", "1000")
+    monkeypatch.setenv("RATE_BOT_PER_SECOND", "1000")
     d = Desk(db, sandbox)
     for user in (RESIDENT, OTHER, STAFF, STAFF2, ADMIN):
         sandbox.send_text(user, "/start")  # the chats exist at "Telegram"
@@ -81,7 +84,6 @@ def desk(db: Engine, sandbox: SandboxAPI) -> Desk:
             s.scalars(select(User).where(User.telegram_id == user)).one().role = role.value
         s.commit()
     sandbox.reset()
-    # Pacing is the notification engine's business (tested there), not these handlers'.
     sandbox.configure(flood_limits=False)
     for user in (RESIDENT, OTHER, STAFF, STAFF2, ADMIN):
         sandbox._call("POST", "/sandbox/users", {"id": user})
