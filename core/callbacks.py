@@ -30,3 +30,11 @@ def safe_fragment(text: str, max_bytes: int = 24) -> str:
     cleaned = text.replace(":", " ").strip()
     encoded = cleaned.encode()[:max_bytes]
     return encoded.decode(errors="ignore").strip()
+
+
+class BroadcastCb(CallbackData, prefix="bc"):
+    """aud (choose the audience, `arg`), confirm or cancel broadcast `id`."""
+
+    action: str
+    id: int = 0
+    arg: str = ""

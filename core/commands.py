@@ -166,3 +166,32 @@ class SetRole(Command):
 class ListStaff(Command):
     task_name = "commands.list_staff"
     kind: Literal["list_staff"] = "list_staff"
+
+
+# --- Broadcasts -------------------------------------------------------------------------------
+
+Audience = Literal["residents", "staff", "everyone"]
+BroadcastText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.BROADCAST_MAX)
+]
+
+
+class StartBroadcast(Command):
+    """An admin's message to many: the worker counts the recipients and asks to confirm."""
+
+    task_name = "commands.start_broadcast"
+    kind: Literal["start_broadcast"] = "start_broadcast"
+    audience: Audience
+    text: BroadcastText
+
+
+class ConfirmBroadcast(Command):
+    task_name = "commands.confirm_broadcast"
+    kind: Literal["confirm_broadcast"] = "confirm_broadcast"
+    broadcast_id: RequestId
+
+
+class CancelBroadcast(Command):
+    task_name = "commands.cancel_broadcast"
+    kind: Literal["cancel_broadcast"] = "cancel_broadcast"
+    broadcast_id: RequestId

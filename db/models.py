@@ -194,6 +194,8 @@ class Broadcast(Base):
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Set by each drain slice: a broadcast left "sending" without one is restarted by the relay.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class ProcessedCommand(Base):

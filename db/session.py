@@ -24,6 +24,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if "poolclass" not in kwargs:
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -31,12 +32,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    # WAL lets the bot-less processes (workers, beat, CLI) read while one writes.
+    # SQLite has no SELECT ... FOR UPDATE: transactions take the write lock when they begin
+    # (BEGIN IMMEDIATE, below), so claims such as "the next pending outbox row" are exclusive.
+    # That serializes writers, which one machine on embedded defaults can afford.
+    dbapi_connection.isolation_level = None  # pysqlite must not emit its own deferred BEGIN
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine() -> Engine:

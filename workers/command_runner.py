@@ -28,15 +28,18 @@ def run_command(command: C, handler: Handler[C]) -> bool:
     structlog.contextvars.bind_contextvars(
         command=command.task_name, idempotency_key=command.idempotency_key
     )
-    applied, to_send = _apply(command, handler)
+    applied, to_send, after_commit = _apply(command, handler)
     log.info("command.applied" if applied else "command.duplicate", replies=len(to_send))
     # Fast path: the reply goes out now; what fails stays pending for retries and the relay.
     schedule_retries(outbox.deliver(to_send))
+    for hook in after_commit:
+        hook()
     return applied
 
 
-def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int]]:
-    """The transaction; returns whether it applied and the outbox rows to send after commit."""
+def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int], list[Callable[[], object]]]:
+    """The transaction; returns whether it applied, the outbox rows to send after commit and
+    the work to start then."""
     with session_scope() as session:
         session.add(ProcessedCommand(key=command.idempotency_key, task_name=command.task_name))
         try:
@@ -45,8 +48,8 @@ def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int]]:
         except IntegrityError:
             session.rollback()
             # Applied before: only retry what that run left unsent.
-            return False, outbox.pending_ids_for_key(session, command.idempotency_key)
+            return False, outbox.pending_ids_for_key(session, command.idempotency_key), []
         replies = Replies(session, command.idempotency_key)
         handler(session, command, replies)
         session.flush()
-        return True, [row.id for row in replies.rows]
+        return True, [row.id for row in replies.rows], replies.after_commit

@@ -16,6 +16,7 @@ from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
 from db.users import upsert_user
+from workers import broadcasts
 from workers.app import app
 from workers.command_runner import Handler, run_command
 from workers.desk import handlers as desk
@@ -76,6 +77,9 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.RateRequest: desk.rate_request,
     c.SetRole: desk.set_role,
     c.ListStaff: desk.list_staff,
+    c.StartBroadcast: broadcasts.start_broadcast,
+    c.ConfirmBroadcast: broadcasts.confirm_broadcast,
+    c.CancelBroadcast: broadcasts.cancel_broadcast,
 }
 
 TASKS = {model.task_name: command_task(model, handler) for model, handler in HANDLERS.items()}

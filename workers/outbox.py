@@ -7,7 +7,7 @@ A row is claimed with FOR UPDATE SKIP LOCKED while it is sent, so the fast path,
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from core.logging import get_logger
@@ -30,7 +30,10 @@ from workers.telegram import get_client, method_for
 
 log = get_logger(__name__)
 
-PENDING, SENT, FAILED, DEAD = "pending", "sent", "failed", "dead"
+PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
+# How long a claimed row may take to send before the relay hands it to another worker: above
+# the longest limiter wait plus the HTTP timeout.
+LEASE = timedelta(seconds=120)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
@@ -47,6 +50,8 @@ class Replies:
     session: Session
     key: str
     rows: list[Outbox] = field(default_factory=list)
+    # Work that must only start once the transaction is committed (e.g. enqueue a drain).
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
 
     def send(
         self,
@@ -110,67 +115,110 @@ class Report:
 
 
 def deliver(ids: Iterable[int]) -> Report:
-    """Send the due rows among `ids`, one short transaction each."""
+    """Send the due rows among `ids`."""
     report = Report()
     for row_id in ids:
-        outcome, retry_at = _deliver_one(row_id)
+        row = claim(Outbox.id == row_id)
+        outcome, retry_at = ("skipped", _due_later(row_id)) if row is None else send_claimed(row)
         report.counts[outcome] = report.counts.get(outcome, 0) + 1
         if retry_at is not None:
             report.retry_at[row_id] = retry_at
     return report
 
 
-def _deliver_one(row_id: int) -> tuple[str, datetime | None]:
+def _due_later(row_id: int) -> datetime | None:
+    """When an unclaimed row is still pending but not yet due (a retry that came a moment
+    early, or a 429 seen meanwhile), when it will be; otherwise None."""
+    with session_scope() as session:
+        row = session.get(Outbox, row_id)
+        if row is None or row.state != PENDING:
+            return None
+        return row.next_attempt_at
+
+
+def claim(*where: ColumnElement[bool]) -> Outbox | None:
+    """Take the first due pending row matching `where` for this worker: marked `sending` with a
+    lease, in a short transaction of its own. The send happens outside any transaction (it may
+    wait for the rate limiter); a worker that dies holding a lease leaves a row the relay hands
+    back once the lease is over."""
     with session_scope() as session:
         row = session.scalars(
             select(Outbox)
-            .where(Outbox.id == row_id, Outbox.state == PENDING, Outbox.next_attempt_at <= now())
+            .where(Outbox.state == PENDING, Outbox.next_attempt_at <= now(), *where)
+            .order_by(Outbox.id)
+            .limit(1)
             .with_for_update(skip_locked=True)
         ).one_or_none()
         if row is None:
-            return "skipped", None  # sent already, not due, or another worker holds it
-        outcome = _attempt(session, row)
-        return outcome, row.next_attempt_at if outcome == "retry" else None
+            return None  # sent already, not due, or another worker has it
+        row.state, row.next_attempt_at = SENDING, now() + LEASE
+        row.attempts += 1
+        session.flush()
+        session.expunge(row)
+    return row
 
 
-def _attempt(session: Session, row: Outbox) -> str:
+def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
+    """Send a claimed row and record the outcome; returns it and, to retry, when."""
     bound = log.bind(outbox_id=row.id, method=row.method, chat_id=row.chat_id)
     limiter = get_limiter(paid=bool(row.payload.get("allow_paid_broadcast")))
-    # Waits for a slot under the global limits (all workers share them) with the row claimed.
-    limiter.acquire(row.chat_id)
-    row.attempts += 1
+    limiter.acquire(row.chat_id)  # a slot under the global limits every worker shares
+    result: object = None
+    values: dict[str, object]
+    error_text: str | None = None
+    unreachable = False
     try:
         result = get_client().call(method_for(row.method, row.payload))
     except TelegramRetryAfter as error:
         # Telegram throttles the whole bot: every worker pauses, and this row waits it out.
         limiter.pause(error.retry_after)
-        row.next_attempt_at = now() + timedelta(seconds=error.retry_after)
-        row.last_error = error.message
+        values = {"state": PENDING, "next_attempt_at": now() + timedelta(seconds=error.retry_after)}
+        error_text = error.message
         bound.warning("telegram.rate_limited", retry_after=error.retry_after)
-        return "retry"
     except (TelegramServerError, TelegramNetworkError) as error:
-        row.last_error = f"{type(error).__name__}: {error.message}"
+        error_text = f"{type(error).__name__}: {error.message}"
         if row.attempts >= MAX_ATTEMPTS:
-            row.state = FAILED
-            bound.error("telegram.gave_up", attempts=row.attempts, error=row.last_error)
-            return FAILED
-        row.next_attempt_at = now() + timedelta(seconds=backoff_delay(row.attempts))
-        bound.warning("telegram.transient_error", attempts=row.attempts, error=row.last_error)
-        return "retry"
+            values = {"state": FAILED}
+            bound.error("telegram.gave_up", attempts=row.attempts, error=error_text)
+        else:
+            delay = timedelta(seconds=backoff_delay(row.attempts))
+            values = {"state": PENDING, "next_attempt_at": now() + delay}
+            bound.warning("telegram.transient_error", attempts=row.attempts, error=error_text)
     except TelegramForbiddenError as error:
         # Blocked or deactivated: retrying cannot help, and the user's other rows are moot.
-        row.state, row.last_error = FAILED, error.message
-        _mark_unreachable(session, row, error.message)
+        values, error_text, unreachable = {"state": FAILED}, error.message, True
         bound.info("telegram.forbidden", error=error.message)
-        return FAILED
     except TelegramBadRequest as error:
-        row.state, row.last_error = DEAD, error.message
+        values, error_text = {"state": DEAD}, error.message
         bound.error("telegram.bad_request", error=error.message)
-        return DEAD
-    row.state, row.sent_at, row.last_error = SENT, now(), None
-    row.message_id = getattr(result, "message_id", None)
-    bound.debug("telegram.sent")
-    return SENT
+    else:
+        values = {
+            "state": SENT,
+            "sent_at": now(),
+            "message_id": getattr(result, "message_id", None),
+        }
+        bound.debug("telegram.sent")
+    with session_scope() as session:
+        session.execute(
+            update(Outbox).where(Outbox.id == row.id).values(last_error=error_text, **values)
+        )
+        if unreachable:
+            _mark_unreachable(session, row, error_text or "")
+    state = str(values["state"])
+    if state == PENDING:
+        return "retry", values["next_attempt_at"]  # type: ignore[return-value]
+    return state, None
+
+
+def release_expired_leases(session: Session) -> int:
+    """Rows whose sender died mid-send go back to pending (they may be sent twice: the one
+    case where Telegram's answer was lost)."""
+    result = session.execute(
+        update(Outbox)
+        .where(Outbox.state == SENDING, Outbox.next_attempt_at < now())
+        .values(state=PENDING, next_attempt_at=now())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _mark_unreachable(session: Session, row: Outbox, reason: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import fallback, new_request, requests, start
+from bot.routers import broadcast, fallback, new_request, requests, start
 
 
 def feature_routers() -> list[Router]:
     return [
         start.create_router(),
         requests.create_router(),
+        broadcast.create_router(),
         new_request.create_router(),
         fallback.create_router(),
     ]

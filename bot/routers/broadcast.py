@@ -1,0 +1,116 @@
+"""/broadcast (admins): choose the audience, write the message; the worker counts the
+recipients and asks to confirm. Whether the user is an admin is the worker's call."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+
+from bot.actors import actor_of, key_of
+from bot.enqueue import CommandQueue
+from core import commands as c
+from core import limits
+from core.callbacks import BroadcastCb
+from core.texts import t
+
+AUDIENCES = ("residents", "staff", "everyone")
+
+
+class Compose(StatesGroup):
+    text = State()
+
+
+def _lang(event: Message | CallbackQuery) -> str | None:
+    return event.from_user.language_code if event.from_user else None
+
+
+async def ask_audience(message: Message) -> None:
+    language = _lang(message)
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(f"bc.audience.{a}", language),
+                    callback_data=BroadcastCb(action="aud", arg=a).pack(),
+                )
+                for a in AUDIENCES
+            ]
+        ]
+    )
+    await message.answer(t("bc.ask_audience", language), reply_markup=keyboard)
+
+
+async def on_button(
+    callback: CallbackQuery,
+    callback_data: BroadcastCb,
+    event_update: Update,
+    commands: CommandQueue,
+    state: FSMContext,
+) -> None:
+    language, message = _lang(callback), callback.message
+    if message is None:
+        await callback.answer(t("stale", language))
+        return
+    if callback_data.action == "aud" and callback_data.arg in AUDIENCES:
+        await state.set_state(Compose.text)
+        await state.update_data(audience=callback_data.arg)
+        audience = t(f"bc.audience.{callback_data.arg}", language)
+        await message.answer(
+            t("bc.ask_text", language, audience=audience, max=limits.BROADCAST_MAX)
+        )
+    elif callback_data.action in ("confirm", "cancel") and callback_data.id > 0:
+        model = c.ConfirmBroadcast if callback_data.action == "confirm" else c.CancelBroadcast
+        await commands.send(
+            model(
+                idempotency_key=key_of(event_update),
+                actor=actor_of(callback.from_user, message.chat),
+                broadcast_id=callback_data.id,
+            )
+        )
+    else:
+        await callback.answer(t("stale", language))
+        return
+    await callback.answer()
+
+
+async def on_text(
+    message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
+) -> None:
+    language, text = _lang(message), (message.text or "").strip()
+    if not text:
+        await message.answer(t("ask.text_expected", language, max=limits.BROADCAST_MAX))
+        return
+    if len(text) > limits.BROADCAST_MAX:
+        await message.answer(
+            t("ask.too_long", language, length=len(text), max=limits.BROADCAST_MAX)
+        )
+        return
+    if message.from_user is None:
+        return
+    audience = (await state.get_data()).get("audience", "everyone")
+    await commands.send(
+        c.StartBroadcast(
+            idempotency_key=key_of(event_update),
+            actor=actor_of(message.from_user, message.chat),
+            audience=audience,
+            text=text,
+        )
+    )
+    await state.clear()
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(t("action.cancelled", _lang(message)))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(cancel, StateFilter(Compose.text), Command("cancel"))
+    router.message.register(on_text, StateFilter(Compose.text), ~F.text.startswith("/"))
+    router.message.register(ask_audience, Command("broadcast"))
+    router.callback_query.register(on_button, BroadcastCb.filter())
+    return router

@@ -1,0 +1,191 @@
+"""Broadcasts through the in-process worker: bulk fan-out, drain at the limit, progress,
+cancel, and the faults Telegram throws at a bot (429 storms, 5xx, blocked users)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session
+
+from core import commands as c
+from core.roles import Role
+from db.models import Broadcast, Outbox, User
+from tests.support.sandbox_api import SandboxAPI
+from workers.command_runner import run_command
+from workers.commands import HANDLERS
+
+ADMIN = 9000
+_updates = itertools.count(50_000)
+
+
+def run(model: type[c.Command], user: int, **fields: Any) -> None:
+    command = model(
+        idempotency_key=f"tg-update:{next(_updates)}",
+        actor=c.Actor(user_id=user, chat_id=user, username=f"u{user}"),
+        **fields,
+    )
+    run_command(command, HANDLERS[model])
+
+
+@pytest.fixture
+def people(db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """An admin and 12 residents who all talked to the bot."""
+    monkeypatch.setenv("ADMIN_IDS", str(ADMIN))
+    monkeypatch.setenv("RATE_BOT_PER_SECOND", "40")
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    residents = list(range(7001, 7013))
+    with Session(db) as s:
+        s.add(User(telegram_id=ADMIN, role=Role.ADMIN.value, language="en", username="boss"))
+        s.add_all(User(telegram_id=r, role="resident", language="en") for r in residents)
+        s.commit()
+    for user in (ADMIN, *residents):
+        sandbox._call("POST", "/sandbox/users", {"id": user})
+    return residents
+
+
+def wait_for(predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def start(text: str = "Water off 10-12 <tomorrow> & Friday", audience: str = "residents") -> int:
+    run(c.StartBroadcast, ADMIN, audience=audience, text=text)
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return int(s.scalars(select(Broadcast.id).order_by(Broadcast.id.desc())).first() or 0)
+
+
+def received(sandbox: SandboxAPI, users: list[int], text: str) -> dict[int, int]:
+    return {u: sum(1 for m in sandbox.messages(u) if m["text"] == text) for u in users}
+
+
+@pytest.mark.usefixtures("inproc_worker")
+def test_broadcast_reaches_everyone_once_with_progress(
+    sandbox: SandboxAPI, people: list[int]
+) -> None:
+    text = "Water off 10-12 <tomorrow> & Friday"
+    bid = start(text)
+    preview = sandbox.messages(ADMIN)[-1]
+    assert "Send this to 12 recipients (Residents)?" in preview["text"]
+    assert text in preview["text"]  # shown literally
+    assert received(sandbox, people, text) == dict.fromkeys(people, 0)  # nothing before confirm
+
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    wait_for(lambda: all(n == 1 for n in received(sandbox, people, text).values()))
+    wait_for(lambda: "finished: 12 sent, 0 failed of 12" in sandbox.messages(ADMIN)[-1]["text"])
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)  # pressing Send again starts nothing
+    assert "already started or cancelled" in sandbox.messages(ADMIN)[-1]["text"]
+    time.sleep(1)
+    assert received(sandbox, people, text) == dict.fromkeys(people, 1)
+
+
+@pytest.mark.usefixtures("inproc_worker")
+def test_only_admins_broadcast(sandbox: SandboxAPI, people: list[int]) -> None:
+    run(c.StartBroadcast, people[0], audience="everyone", text="spam")
+    assert sandbox.messages(people[0])[-1]["text"] == "⛔ You are not allowed to do that."
+
+
+def test_fan_out_is_one_insert_per_batch(
+    db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import broadcasts
+
+    with Session(db) as s:
+        s.add_all(User(telegram_id=100_000 + i, role="resident") for i in range(2488))
+        s.commit()  # 2500 residents now
+    bid = start()
+    inserts: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("INSERT INTO outbox"):
+            inserts.append(statement)
+
+    monkeypatch.setattr(broadcasts, "start_draining", lambda broadcast_id: None)
+    event.listen(db, "before_cursor_execute", count)
+    try:
+        run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    finally:
+        event.remove(db, "before_cursor_execute", count)
+    with Session(db) as s:
+        assert s.scalar(select(func.count()).where(Outbox.batch_id == bid)) == 2500
+    assert len(inserts) == 3  # 1000 + 1000 + 500 rows, not 2500 statements
+
+
+@pytest.mark.usefixtures("inproc_worker")
+def test_cancel_stops_the_rest(
+    sandbox: SandboxAPI, people: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.setenv("RATE_BOT_PER_SECOND", "2")  # slow enough to cancel midway
+    get_settings.cache_clear()
+    bid = start("slow news")
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    wait_for(lambda: sum(received(sandbox, people, "slow news").values()) >= 2)
+    run(c.CancelBroadcast, ADMIN, broadcast_id=bid)
+    answer = sandbox.messages(ADMIN)[-1]["text"]
+    assert answer.startswith(f"📣 Broadcast #{bid} cancelled")
+    sent_at_cancel = sum(received(sandbox, people, "slow news").values())
+    time.sleep(2)
+    # At most the rows already claimed by the two drainers (the worker's threads) still go out.
+    assert sum(received(sandbox, people, "slow news").values()) <= sent_at_cancel + 2
+    assert sent_at_cancel < 12
+
+
+@pytest.mark.usefixtures("inproc_worker")
+def test_429_storm_5xx_burst_and_a_blocked_user(
+    sandbox: SandboxAPI, people: list[int], db: Engine
+) -> None:
+    sandbox._call("POST", f"/sandbox/users/{people[3]}/block", {})
+    sandbox.fault("429", count=3, retry_after=1)
+    sandbox.fault("5xx", count=3, status=502)
+    bid = start("storm")
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    others = [p for p in people if p != people[3]]
+    wait_for(lambda: all(n == 1 for n in received(sandbox, others, "storm").values()), 40)
+    wait_for(lambda: "finished: 11 sent, 1 failed of 12" in sandbox.messages(ADMIN)[-1]["text"])
+    assert sandbox.stats()["rejected_429"] >= 3
+    with Session(db) as s:
+        assert s.scalars(select(User.reachable).where(User.telegram_id == people[3])).one() is False
+        states = dict(
+            s.execute(
+                select(Outbox.state, func.count())
+                .where(Outbox.batch_id == bid)
+                .group_by(Outbox.state)
+            ).all()
+        )
+    assert states == {"sent": 11, "failed": 1}
+
+
+def test_paid_broadcast_marks_its_messages(
+    db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.settings import get_settings
+    from workers import broadcasts
+
+    monkeypatch.setenv("PAID_BROADCAST", "true")
+    get_settings.cache_clear()
+    monkeypatch.setattr(broadcasts, "start_draining", lambda broadcast_id: None)
+    bid = start()
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    with Session(db) as s:
+        payloads = s.scalars(select(Outbox.payload).where(Outbox.batch_id == bid)).all()
+    assert payloads and all(p["allow_paid_broadcast"] is True for p in payloads)
+
+
+@pytest.fixture(autouse=True)
+def _settings_cache() -> Iterator[None]:
+    yield
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
