@@ -23,8 +23,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
-def route(name: str, *_: Any, **__: Any) -> dict[str, str]:
-    return {"queue": queue_for(name)}
+def route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
+    """Our tasks by name prefix; anything else (Celery's own, benchmarks) keeps its options."""
+    try:
+        return {"queue": queue_for(name)}
+    except ValueError:
+        return None
 
 
 def create_app(settings: Settings) -> Celery:
