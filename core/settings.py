@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     paid_broadcast_per_second: int = Field(default=1000, ge=1)
     # How many workers drain one broadcast at once (the limiter keeps the total rate).
     broadcast_parallelism: int = Field(default=4, ge=1)
+    # How long a worker may hold a message it is sending before the relay gives it to another
+    # (longer than the worst rate-limit wait plus Telegram's answer).
+    outbox_lease_seconds: float = Field(default=120, gt=0)
     # Bounded so a poisoned message cannot loop forever between dying workers.
     max_redeliveries: int = Field(default=3, ge=0)
 

@@ -205,6 +205,8 @@ def drain_slice(broadcast_id: int, slice_s: float = DRAIN_SLICE_S) -> tuple[int,
         session.execute(
             update(Broadcast).where(Broadcast.id == broadcast_id).values(heartbeat_at=outbox.now())
         )
+        # A drainer that died mid-send left its row claimed; once its lease is over, resend.
+        outbox.release_expired_leases(session, Outbox.batch_id == broadcast_id)
     while time.monotonic() < deadline:
         row = outbox.claim(Outbox.batch_id == broadcast_id)
         if row is None:
@@ -214,9 +216,12 @@ def drain_slice(broadcast_id: int, slice_s: float = DRAIN_SLICE_S) -> tuple[int,
     else:
         return handled, outbox.now()  # time is up, not work: continue at once
     with session_scope() as session:
+        # Come back for retries, and for rows others are sending: if one of them dies, its
+        # row's lease ends then (next_attempt_at) and this chain picks it up.
         later = session.scalar(
             select(func.min(Outbox.next_attempt_at)).where(
-                Outbox.batch_id == broadcast_id, Outbox.state == outbox.PENDING
+                Outbox.batch_id == broadcast_id,
+                Outbox.state.in_([outbox.PENDING, outbox.SENDING]),
             )
         )
     return handled, later

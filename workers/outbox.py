@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from core.logging import get_logger
+from core.settings import get_settings
 from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
 from workers.pacing import get_limiter
@@ -31,9 +32,7 @@ from workers.telegram import get_client, method_for
 log = get_logger(__name__)
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
-# How long a claimed row may take to send before the relay hands it to another worker: above
-# the longest limiter wait plus the HTTP timeout.
-LEASE = timedelta(seconds=120)
+
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
@@ -151,7 +150,8 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
         ).one_or_none()
         if row is None:
             return None  # sent already, not due, or another worker has it
-        row.state, row.next_attempt_at = SENDING, now() + LEASE
+        lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+        row.state, row.next_attempt_at = SENDING, now() + lease
         row.attempts += 1
         session.flush()
         session.expunge(row)
@@ -210,12 +210,12 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     return state, None
 
 
-def release_expired_leases(session: Session) -> int:
+def release_expired_leases(session: Session, *where: ColumnElement[bool]) -> int:
     """Rows whose sender died mid-send go back to pending (they may be sent twice: the one
     case where Telegram's answer was lost)."""
     result = session.execute(
         update(Outbox)
-        .where(Outbox.state == SENDING, Outbox.next_attempt_at < now())
+        .where(Outbox.state == SENDING, Outbox.next_attempt_at < now(), *where)
         .values(state=PENDING, next_attempt_at=now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
