@@ -200,3 +200,23 @@ BAD_INPUTS: list[tuple[Callable[[Chat], None], str, str]] = [
     (lambda c: c.say("here is a photo"), "Here I take photos and documents", "Skip"),
     (_document(21 * MB), "it is 21.0 MB, the limit is 20 MB", "Add photos"),
 ]
+
+
+def test_broadcast_from_the_bot(desk: dict[int, Chat]) -> None:
+    admin, resident, other, staff = desk[ADMIN], desk[RESIDENT], desk[OTHER], desk[STAFF]
+    resident.say("/broadcast")  # anyone may ask; only an admin gets through the worker
+    resident.press(resident.wait("Who should get the message?"), "Everyone")
+    resident.wait("Send the message")
+    resident.say("I am not an admin")
+    resident.wait("not allowed")
+
+    admin.say("/broadcast")
+    admin.press(admin.wait("Who should get the message?"), "Residents")
+    admin.wait("Send the message for Residents")
+    admin.say("Water is off tomorrow 10:00-12:00 <sorry> & thanks")
+    preview = admin.wait("Send this to 2 recipients (Residents)?")
+    admin.press(preview, "Send")
+    for chat in (resident, other):
+        chat.wait("Water is off tomorrow 10:00-12:00 <sorry> & thanks")
+    admin.wait(lambda m: "finished: 2 sent, 0 failed of 2" in (m["text"] or ""))
+    assert not any("Water is off" in text for text in staff.all_texts())
