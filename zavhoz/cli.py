@@ -77,7 +77,10 @@ def _up(args: argparse.Namespace) -> int:
         sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port)]
         children.append(("sandbox", subprocess.Popen(sandbox, env=env)))
     migrate.upgrade()
-    children.append(("worker", subprocess.Popen([*exe, "worker", "--", "-c", "2"], env=env)))
+    # One process with threads: without Redis the rate limiter lives in process memory, so
+    # a single process is what keeps Telegram's limits.
+    worker = [*exe, "worker", "--", "-P", "threads", "-c", "4"]
+    children.append(("worker", subprocess.Popen(worker, env=env)))
     children.append(("beat", subprocess.Popen([*exe, "beat"], env=env)))
     children.append(("bot", subprocess.Popen([*exe, "bot"], env=env)))
     broker = "Redis" if settings.redis_url else "an embedded broker under " + str(settings.var_dir)
