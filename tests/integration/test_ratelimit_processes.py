@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -25,19 +23,10 @@ LIMIT = RateLimits().bot_per_second
 def redis_db13() -> Iterator[str]:
     # Imported here, not at the top: every spawned process imports this module, and the
     # service fixtures pull in half the project.
-    from tests.support.services import REDIS_DEFAULT, _unavailable
+    from tests.support.services import clean_redis_db
 
-    base = urlsplit(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT))
-    url = f"redis://{base.hostname or '127.0.0.1'}:{base.port or 6379}/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except Exception as error:
-        _unavailable("Redis", error)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with clean_redis_db(REDIS_DB) as url:
+        yield url
 
 
 def send_loop(

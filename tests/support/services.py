@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -62,19 +64,28 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    base = make_url(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT).replace("redis://", "x://"))
-    url = f"redis://{base.host or '127.0.0.1'}:{base.port or 6379}/{REDIS_TEST_DB}"
+@contextmanager
+def clean_redis_db(db: int) -> Iterator[str]:
+    """The URL of database `db` on the test Redis, flushed before and after."""
+    base = urlsplit(os.environ.get("TEST_REDIS_URL", REDIS_DEFAULT))
+    url = f"redis://{base.hostname or '127.0.0.1'}:{base.port or 6379}/{db}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()
     except Exception as error:
         _unavailable("Redis", error)
     client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with clean_redis_db(REDIS_TEST_DB) as url:
+        yield url
 
 
 @pytest.fixture
