@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sandbox.botapi import STATE_KEY
 from sandbox.state import Chat, Fault, State, StoredMessage, User, fake_jpeg, image_size
@@ -145,10 +145,20 @@ def _decode(content_b64: str | None) -> bytes | None:
         raise web.HTTPBadRequest(text="content_b64 is not valid base64") from None
 
 
+_USERS = TypeAdapter(list[UserIn])
+
+
 async def post_user(request: web.Request) -> web.Response:
-    body = await _body(request, UserIn)
-    user = _state(request).upsert_user(body.id, **body.model_dump(exclude={"id"}))
-    return web.json_response(user.to_api())
+    """One user ({...}), or many at once ([{...}, ...]: answered with a list)."""
+    state = _state(request)
+    try:
+        raw = await request.json() if request.body_exists else {}
+        many = isinstance(raw, list)
+        bodies = _USERS.validate_python(raw) if many else [UserIn.model_validate(raw)]
+    except (ValueError, ValidationError) as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    users = [state.upsert_user(b.id, **b.model_dump(exclude={"id"})).to_api() for b in bodies]
+    return web.json_response(users if many else users[0])
 
 
 async def post_chat(request: web.Request) -> web.Response:
@@ -293,6 +303,17 @@ async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(_state(request).stats())
 
 
+async def post_stats_reset(request: web.Request) -> web.Response:
+    """Zero the counters and flood windows, keeping users, chats and messages (benchmarks)."""
+    _state(request).reset_stats()
+    return web.json_response({"ok": True})
+
+
+async def get_sends(request: web.Request) -> web.Response:
+    """Every sending call since the last reset: time, chat, method, accepted or 429."""
+    return web.json_response(_state(request).sends())
+
+
 async def post_config(request: web.Request) -> web.Response:
     body = await _body(request, ConfigIn)
     state = _state(request)
@@ -328,6 +349,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sandbox/faults", get_faults)
     r.add_delete("/sandbox/faults", delete_faults)
     r.add_get("/sandbox/stats", get_stats)
+    r.add_post("/sandbox/stats/reset", post_stats_reset)
+    r.add_get("/sandbox/sends", get_sends)
     r.add_post("/sandbox/config", post_config)
     r.add_post("/sandbox/reset", post_reset)
     r.add_get("/sandbox/updates", get_updates_debug)

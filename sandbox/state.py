@@ -29,6 +29,8 @@ SENDING_METHODS = frozenset(
     }
 )
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # Bot API getFile limit
+# Sending calls remembered for GET /sandbox/sends (benchmarks); older ones are dropped.
+SEND_LOG_MAX = 200_000
 
 
 @dataclass
@@ -337,10 +339,7 @@ class State:
         self.webhook: dict[str, Any] | None = None
         self.webhook_last_error: tuple[int, str] | None = None
         self.faults: list[Fault] = []
-        self.flood = FloodControl()
-        self.sent_total = 0
-        self.sent_by_method: dict[str, int] = {}
-        self.rejected_429 = 0
+        self.reset_stats()
         self.updates_changed.notify()
         self.chats_changed.notify()
 
@@ -468,18 +467,57 @@ class State:
                 return fault
         return None
 
+    def reset_stats(self) -> None:
+        """Forget the counters and flood windows; users, chats and messages stay."""
+        self.flood = FloodControl()
+        self.sent_total = 0
+        self.sent_by_method: dict[str, int] = {}
+        self.rejected_429 = 0
+        # New bot messages (not edits) per chat: who got nothing, who got one too many.
+        self.messages_per_chat: dict[int, int] = {}
+        self.first_send_at: float | None = None  # wall clock (Unix time) of accepted sends
+        self.last_send_at: float | None = None
+        # (Unix time, chat_id, method or None when unknown, accepted) of every sending call.
+        self.send_log: deque[tuple[float, int | None, str | None, bool]] = deque(
+            maxlen=SEND_LOG_MAX
+        )
+        self.send_log_dropped = 0
+
+    def _log_send(self, chat_id: int | None, method: str | None, accepted: bool) -> float:
+        now = time.time()
+        if len(self.send_log) == self.send_log.maxlen:
+            self.send_log_dropped += 1
+        self.send_log.append((now, chat_id, method, accepted))
+        return now
+
     def check_flood(self, chat_id: int | None) -> None:
         if not self.config.flood_limits:
             return
         retry = self.flood.check(self.config, chat_id, time.monotonic())
         if retry is not None:
             self.rejected_429 += 1
+            self._log_send(chat_id, None, accepted=False)
             raise too_many(retry)
 
     def record_send(self, method: str, chat_id: int | None) -> None:
         self.flood.record(chat_id, time.monotonic())
         self.sent_total += 1
         self.sent_by_method[method] = self.sent_by_method.get(method, 0) + 1
+        now = self._log_send(chat_id, method, accepted=True)
+        if self.first_send_at is None:
+            self.first_send_at = now
+        self.last_send_at = now
+        if chat_id is not None and method.startswith("send"):
+            self.messages_per_chat[chat_id] = self.messages_per_chat.get(chat_id, 0) + 1
+
+    def sends(self) -> dict[str, Any]:
+        return {
+            "sends": [
+                {"t": t, "chat_id": chat_id, "method": method, "accepted": accepted}
+                for t, chat_id, method, accepted in self.send_log
+            ],
+            "dropped": self.send_log_dropped,
+        }
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -487,6 +525,10 @@ class State:
             "sent_by_method": dict(self.sent_by_method),
             "rejected_429": self.rejected_429,
             "max_sends_in_1s_window": self.flood.max_window,
+            "chats_sent_to": len(self.messages_per_chat),
+            "duplicate_sends": sum(n - 1 for n in self.messages_per_chat.values()),
+            "first_send_at": self.first_send_at,
+            "last_send_at": self.last_send_at,
             "updates_pending": len(self.updates),
             "confirmed_offset": self.confirmed_offset,
             "webhook_url": self.webhook["url"] if self.webhook else "",

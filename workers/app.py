@@ -96,8 +96,10 @@ def _init_sentry(**_: Any) -> None:
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from db.session import dispose_engine
+    from workers.telegram import warm_up
 
     dispose_engine()
+    warm_up()
 
 
 @signals.worker_process_shutdown.connect

@@ -30,9 +30,10 @@ from workers.telegram import get_client, method_for
 log = get_logger(__name__)
 
 INSERT_BATCH = 1000
-# A drain task sends for at most this long, then hands over to a fresh task: tasks stay short,
-# and a killed worker loses (and redelivers) little.
-DRAIN_SLICE_S = 30.0
+# A drain task sends for at most this long, then hands over to a fresh task at the back of the
+# queue: other notifications (progress, retries) get a worker between slices even when every
+# worker is draining, and a killed worker loses little.
+DRAIN_SLICE_S = 5.0
 PROGRESS_EVERY_S = 2.0
 CANCELLED = "cancelled"
 

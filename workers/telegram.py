@@ -18,7 +18,10 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods.base import TelegramMethod
 
+from core.logging import get_logger
 from core.settings import get_settings
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -56,6 +59,18 @@ def get_client() -> TelegramClient:
         with _lock:
             _all.append(client)
     return client
+
+
+def warm_up() -> None:
+    """Open this process's Bot API connection now (getMe is not rate limited). A cold first
+    call takes tens of milliseconds longer than the rate limiter's safety margin, so the first
+    sends of a fresh worker would otherwise reach Telegram bunched up and draw a 429."""
+    from aiogram.methods import GetMe
+
+    try:
+        get_client().call(GetMe())
+    except Exception as error:
+        log.warning("telegram.warm_up_failed", error=f"{type(error).__name__}: {error}")
 
 
 def close_clients() -> None:

@@ -3,6 +3,7 @@ PostgreSQL and Redis. Users only type and press buttons, as people would."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ from tests.support.processes import Processes
 from tests.support.sandbox_api import SandboxAPI
 
 ADMIN, STAFF, STAFF2, RESIDENT, OTHER = 3001, 2001, 2002, 1001, 1002
+CREATED = re.compile(r"Request #(\d+) created\.")
 
 
 @pytest.fixture
@@ -51,8 +53,8 @@ def create(chat: Chat, title: str, *, photos: int = 0, priority: str = "Normal")
     else:
         chat.press(ask_files, "Skip")
     chat.press(chat.wait("Check your request"), "Submit")
-    created = chat.wait("created")
-    return int(created["text"].split("#", 1)[1].split()[0])
+    created = chat.wait(lambda m: CREATED.match(m.get("text") or "") is not None)
+    return int(CREATED.match(created["text"]).group(1))  # type: ignore[union-attr]
 
 
 def test_full_lifecycle(desk: dict[int, Chat], pg_url: str) -> None:
