@@ -659,3 +659,25 @@ async def test_webhook_response_method_is_executed(bot: Bot, ctl: Ctl) -> None:
         assert reply["text"] == "echo yo"
     finally:
         await runner.cleanup()
+
+
+# ---------------------------------------------------------------- benchmark support
+
+
+@pytest.mark.asyncio
+async def test_bulk_users_stats_reset_and_send_log(bot: Bot, ctl: Ctl) -> None:
+    users = await ctl.post("/sandbox/users", [{"id": 501}, {"id": 502}, {"id": 503}])
+    assert [u["id"] for u in users] == [501, 502, 503]
+    for chat in (501, 502, 502):
+        await bot.send_message(chat, "hi")
+    stats = await ctl.get("/sandbox/stats")
+    assert (stats["chats_sent_to"], stats["duplicate_sends"]) == (2, 1)
+    assert stats["first_send_at"] <= stats["last_send_at"]
+    sends = (await ctl.get("/sandbox/sends"))["sends"]
+    assert [(s["chat_id"], s["accepted"]) for s in sends] == [(501, True), (502, True), (502, True)]
+
+    await ctl.post("/sandbox/stats/reset", {})
+    stats = await ctl.get("/sandbox/stats")
+    assert (stats["sent_total"], stats["chats_sent_to"], stats["duplicate_sends"]) == (0, 0, 0)
+    assert (await ctl.get("/sandbox/sends"))["sends"] == []
+    await bot.send_message(503, "still known")  # users and chats survive a stats reset
