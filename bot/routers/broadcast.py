@@ -9,7 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
-from bot.actors import actor_of, key_of
+from bot.actors import actor_of, key_of, language_of
 from bot.enqueue import CommandQueue
 from core import commands as c
 from core import limits
@@ -23,12 +23,8 @@ class Compose(StatesGroup):
     text = State()
 
 
-def _lang(event: Message | CallbackQuery) -> str | None:
-    return event.from_user.language_code if event.from_user else None
-
-
 async def ask_audience(message: Message) -> None:
-    language = _lang(message)
+    language = language_of(message)
     keyboard = InlineKeyboardMarkup(
         inline_keyboard=[
             [
@@ -50,7 +46,7 @@ async def on_button(
     commands: CommandQueue,
     state: FSMContext,
 ) -> None:
-    language, message = _lang(callback), callback.message
+    language, message = language_of(callback), callback.message
     if message is None:
         await callback.answer(t("stale", language))
         return
@@ -79,7 +75,7 @@ async def on_button(
 async def on_text(
     message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
 ) -> None:
-    language, text = _lang(message), (message.text or "").strip()
+    language, text = language_of(message), (message.text or "").strip()
     if not text:
         await message.answer(t("ask.text_expected", language, max=limits.BROADCAST_MAX))
         return
@@ -104,7 +100,7 @@ async def on_text(
 
 async def cancel(message: Message, state: FSMContext) -> None:
     await state.clear()
-    await message.answer(t("action.cancelled", _lang(message)))
+    await message.answer(t("action.cancelled", language_of(message)))
 
 
 def create_router() -> Router:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.types import Message
 
+from bot.actors import language_of
 from core.texts import t
 
 
 async def unknown(message: Message) -> None:
-    language = message.from_user.language_code if message.from_user else None
-    await message.answer(t("unknown", language))
+    await message.answer(t("unknown", language_of(message)))
 
 
 def create_router() -> Router:

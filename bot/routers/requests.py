@@ -10,7 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
-from bot.actors import actor_of, key_of
+from bot.actors import actor_of, key_of, language_of
 from bot.enqueue import CommandQueue
 from core import commands as c
 from core import limits
@@ -34,10 +34,6 @@ _PROMPTS = {
     "comment": (Ask.comment, "ask.comment"),
     "done": (Ask.closing, "ask.done"),
 }
-
-
-def _lang(event: Message | CallbackQuery) -> str | None:
-    return event.from_user.language_code if event.from_user else None
 
 
 async def my_requests(message: Message, event_update: Update, commands: CommandQueue) -> None:
@@ -72,7 +68,7 @@ async def list_page(
 ) -> None:
     message = callback.message
     if message is None:
-        await callback.answer(t("stale", _lang(callback)))
+        await callback.answer(t("stale", language_of(callback)))
         return
     actor = actor_of(callback.from_user, message.chat)
     key = key_of(event_update)
@@ -97,7 +93,7 @@ async def list_page(
             )
         )
     else:
-        await callback.answer(t("stale", _lang(callback)))
+        await callback.answer(t("stale", language_of(callback)))
         return
     await callback.answer()
 
@@ -139,7 +135,7 @@ async def request_action(
     """One handler for every request button; unknown or malformed data is refused here, and
     anything well-formed is still checked by the worker (a modified client can forge it)."""
     message = callback.message
-    language = _lang(callback)
+    language = language_of(callback)
     if message is None:
         await callback.answer(t("stale", language))
         return
@@ -186,7 +182,7 @@ async def answer_prompt(
     message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
 ) -> None:
     """The text (or, when closing, a photo) asked for by a reject/comment/done button."""
-    language = _lang(message)
+    language = language_of(message)
     current = await state.get_state()
     text = (message.text or message.caption or "").strip()
     photo = message.photo[-1].file_id if message.photo and current == Ask.closing.state else None
@@ -219,7 +215,7 @@ async def answer_prompt(
 
 async def cancel_prompt(message: Message, state: FSMContext) -> None:
     await state.clear()
-    await message.answer(t("action.cancelled", _lang(message)))
+    await message.answer(t("action.cancelled", language_of(message)))
 
 
 async def grant(
@@ -230,12 +226,12 @@ async def grant(
         return
     if command.command == "grant":
         if len(parts) != 2 or parts[1].lower() not in (Role.STAFF, Role.ADMIN):
-            await message.answer(t("grant.usage", _lang(message)))
+            await message.answer(t("grant.usage", language_of(message)))
             return
         role: Role | None = Role(parts[1].lower())
     else:
         if len(parts) != 1:
-            await message.answer(t("revoke.usage", _lang(message)))
+            await message.answer(t("revoke.usage", language_of(message)))
             return
         role = None
     await commands.send(

@@ -6,7 +6,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message, Update
 
-from bot.actors import actor_of, key_of
+from bot.actors import actor_of, key_of, language_of
 from bot.enqueue import CommandQueue
 from core.commands import RegisterUser
 from core.texts import all_translations, t
@@ -25,8 +25,7 @@ async def start(message: Message, event_update: Update, commands: CommandQueue) 
 
 
 async def help_(message: Message) -> None:
-    language = message.from_user.language_code if message.from_user else None
-    await message.answer(t("help", language))
+    await message.answer(t("help", language_of(message)))
 
 
 def create_router() -> Router:

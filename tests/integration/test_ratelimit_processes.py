@@ -11,6 +11,7 @@ from multiprocessing.synchronize import Event
 import pytest
 import redis
 
+from tests.support.windows import busiest
 from workers.ratelimit import RateLimits, RedisRateLimiter
 
 REDIS_DB = 13  # this test's own database, flushed before and after
@@ -49,17 +50,6 @@ def send_loop(
             break
         granted.append(now)
     out.put((worker, granted))
-
-
-def busiest(times: list[float], window: float = 1.0) -> int:
-    """The most events in any half-open window [t, t + window)."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_four_processes_share_30_per_second(redis_db13: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import fakeredis
 import pytest
 
+from tests.support.windows import busiest
 from workers.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
@@ -299,17 +300,6 @@ def test_random_traffic_never_breaks_a_limit(env: Env, seed: int) -> None:
         else:
             assert busiest(mine, 1.0) <= 3
             assert busiest(mine, 3.0) <= 5  # burst 3, then one a second
-
-
-def busiest(times: list[float], window: float) -> int:
-    """The most events in any half-open window [t, t + window)."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_the_local_limiter_is_thread_safe() -> None:
