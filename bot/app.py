@@ -10,13 +10,14 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.filters import ExceptionTypeFilter
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, ErrorEvent
 from aiohttp import web
 
-from bot.enqueue import CommandQueue
+from bot.enqueue import BrokerUnavailable, CommandQueue
 from bot.flood import WaitOutFloodLimits
 from bot.middlewares import LogContext
 from bot.routers import feature_routers
@@ -57,7 +58,9 @@ def create_dispatcher(settings: Settings, commands: CommandQueue) -> Dispatcher:
     dp = Dispatcher(storage=storage, events_isolation=isolation, commands=commands)
     dp.update.outer_middleware(LogContext())
     dp.include_routers(*feature_routers())
-    dp.errors.register(_on_error)
+    # A broker outage must fail the update (webhook: 5xx, so Telegram redelivers it), never
+    # count as handled: the error handler is for everything else.
+    dp.errors.register(_on_error, ~ExceptionTypeFilter(BrokerUnavailable))
     return dp
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -70,3 +71,41 @@ def test_webhook_mode_answers_start_and_refuses_a_wrong_secret(
 def _no_polling_left(live_sandbox: SandboxAPI) -> None:
     """The sandbox starts without a webhook; the bot sets it (and polling would get 409)."""
     assert live_sandbox.stats()["webhook_url"] in (None, "")
+
+
+def test_webhook_answers_5xx_while_the_broker_is_down_and_nothing_is_lost(
+    procs: Processes, live_sandbox: SandboxAPI, redis_url: str
+) -> None:
+    from tests.support.tcp_proxy import TcpProxy
+
+    host, port_text = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    proxy = TcpProxy(host, int(port_text))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        procs.worker()  # reaches Redis directly; only the bot loses it
+        bot = procs.start(
+            "bot",
+            "bot",
+            WEBHOOK_URL=url,
+            WEBHOOK_HOST="127.0.0.1",
+            WEBHOOK_PORT=str(port),
+            REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}",
+        )
+        bot.wait_for_log("bot.webhook")
+        proxy.pause()
+        live_sandbox.send_text(9010, "/start", first_name="Val")
+        # The bot gives up after its deadline and answers 5xx; "Telegram" keeps the update.
+        bot.wait_for_log("broker.unavailable", timeout=30)
+        # aiogram logs this as the error leaves the webhook handler (aiohttp answers 500).
+        bot.wait_for_log("Cause exception while process update id=1", timeout=40)
+        assert "update.failed" not in bot.log()  # not swallowed by the error handler
+        assert live_sandbox.messages(9010) == []
+        assert live_sandbox.stats()["updates_pending"] == 1
+        proxy.resume()
+        (welcome,) = live_sandbox.wait_messages(9010, 1, timeout=60)
+        assert welcome["text"].startswith("Hello, Val!")
+        time.sleep(2)
+        assert len(live_sandbox.messages(9010)) == 1
+    finally:
+        proxy.close()
