@@ -315,3 +315,14 @@ def test_priority_change_by_staff_only(desk: Desk) -> None:
     assert desk.request(rid).priority == "normal"
     desk.run(c.ChangePriority, STAFF, request_id=rid, priority=Priority.URGENT)
     assert desk.request(rid).priority == "urgent"
+
+
+def test_card_of_escape_heavy_text_fits_and_terminates(desk: Desk) -> None:
+    # Every character of every field escapes to 4-5 HTML characters: the card is trimmed by
+    # what Telegram counts (visible characters), not by the longer HTML.
+    rid = desk.create(title="&" * 100, description="<" * 2000, location="&" * 200)
+    for _ in range(12):
+        desk.run(c.AddComment, RESIDENT, request_id=rid, text="&" * 2000)
+    desk.run(c.ShowRequest, RESIDENT, request_id=rid)
+    card = desk.last(RESIDENT)  # the sandbox refuses over 4096 visible characters
+    assert card["text"].startswith(f"#{rid} &&&") and len(card["text"]) <= 4096

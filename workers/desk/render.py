@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +28,7 @@ PAGE_SIZE = 5
 CARD_COMMENTS = 5
 CARD_EVENTS = 8
 SNIPPET = 300  # characters of a comment or note shown in a card
+MIN_DESCRIPTION = 50
 
 Keyboard = dict[str, Any]
 
@@ -33,6 +36,11 @@ Keyboard = dict[str, Any]
 def cut(text: str, limit: int) -> str:
     """Plain text cut to `limit` characters, marked with an ellipsis (escape afterwards)."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def visible_length(markup: str) -> int:
+    """Characters Telegram counts for an HTML text of ours: tags dropped, entities as one."""
+    return len(html.unescape(re.sub(r"<[^>]*>", "", markup)))
 
 
 def when(moment: datetime | None) -> str:
@@ -128,14 +136,19 @@ def card_text(
         text = _assemble(
             head, extra, description, lang, comment_lines, shown_comments, event_lines, shown_events
         )
-        if len(text) <= limits.MESSAGE_MAX:
+        # Telegram counts visible characters: escaped user text (`&amp;`) is longer as HTML.
+        excess = visible_length(text) - limits.MESSAGE_MAX
+        if excess <= 0:
             return text
         if shown_events > 1:
             shown_events -= 1
         elif shown_comments > 1:
             shown_comments -= 1
+        elif len(description) > MIN_DESCRIPTION:
+            description = cut(description, max(MIN_DESCRIPTION, len(description) - excess - 1))
         else:
-            description = cut(description, max(50, len(description) - (len(text) - 4000)))
+            # Unreachable with today's field limits; guarantees the loop ends regardless.
+            return text
 
 
 def _assemble(
