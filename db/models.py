@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -43,6 +44,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('resident', 'staff', 'admin')", name="role"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # NULL once erased: the row may stay for statistics, unlinked from any identity.
@@ -62,7 +64,17 @@ class User(Base):
 
 class Request(Base):
     __tablename__ = "requests"
-    __table_args__ = (Index(None, "status", "priority", "created_at"),)
+    __table_args__ = (
+        Index(None, "status", "priority", "created_at"),
+        CheckConstraint(
+            "status IN ('new', 'accepted', 'in_progress', 'done', 'rejected', 'cancelled',"
+            " 'reopened')",
+            name="status",
+        ),
+        CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
+        CheckConstraint("version >= 1", name="version"),
+    )
 
     # The id is the number users see as #N.
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -98,6 +110,7 @@ class Request(Base):
 
 class Attachment(Base):
     __tablename__ = "attachments"
+    __table_args__ = (CheckConstraint("kind IN ('photo', 'document')", name="kind"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(
@@ -155,6 +168,8 @@ class Outbox(Base):
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
         Index(None, "batch_id", "state"),
+        CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="state"),
+        CheckConstraint("attempts >= 0", name="attempts"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -182,6 +197,10 @@ class Broadcast(Base):
     """An admin's message to many users, fanned out as outbox rows."""
 
     __tablename__ = "broadcasts"
+    __table_args__ = (
+        CheckConstraint("state IN ('draft', 'sending', 'done', 'cancelled')", name="state"),
+        CheckConstraint("audience IN ('residents', 'staff', 'everyone')", name="audience"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -216,3 +235,19 @@ class ErasureAudit(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     counts: Mapped[dict[str, int]] = mapped_column(Json)
+
+
+class DeadLetter(Base):
+    """A command that failed for its own reasons (not an outage): kept to inspect and replay
+    (`zavhoz commands replay`)."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    command: Mapped[dict[str, Any]] = mapped_column(Json)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from db import migrate
 
@@ -27,5 +29,40 @@ def test_downgrade_and_upgrade_round_trip(pg_url: str) -> None:
         "outbox",
         "processed_commands",
         "erasure_audit",
+        "dead_letters",
     } <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+BAD_WRITES = [
+    "INSERT INTO users (role, language, reachable) VALUES ('overlord', 'en', true)",
+    "UPDATE requests SET status = 'lost'",
+    "UPDATE requests SET priority = 'whenever'",
+    "UPDATE requests SET rating = 99",
+    "UPDATE requests SET rating = 0",
+    "UPDATE outbox SET state = 'limbo'",
+    "UPDATE attachments SET kind = 'video'",
+    "UPDATE broadcasts SET state = 'exploded'",
+]
+
+
+@pytest.mark.parametrize("statement", BAD_WRITES)
+def test_the_schema_refuses_values_outside_its_vocabularies(pg_url: str, statement: str) -> None:
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, telegram_id, role, language, reachable)"
+                " VALUES (1, 1001, 'resident', 'en', true);"
+                "INSERT INTO requests (id, author_id, title, description, location, priority,"
+                " status, version) VALUES (1, 1, 't', 'd', 'l', 'normal', 'new', 1);"
+                "INSERT INTO attachments (request_id, kind, file_id) VALUES (1, 'photo', 'f');"
+                "INSERT INTO outbox (dedupe_key, chat_id, method, payload, state, attempts)"
+                " VALUES ('k', 1001, 'sendMessage', '{}', 'pending', 0);"
+                "INSERT INTO broadcasts (audience, text, state, total)"
+                " VALUES ('staff', 'x', 'draft', 0)"
+            )
+        )
+    with pytest.raises(IntegrityError, match="violates check constraint"), engine.begin() as conn:
+        conn.execute(text(statement))
     engine.dispose()

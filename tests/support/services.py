@@ -25,8 +25,9 @@ from tests.support.sandbox_api import SandboxAPI
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
-# Our own Redis database, flushed per test: never the developer's db 0.
-REDIS_TEST_DB = 14
+# Our own Redis database, flushed per test: never the developer's db 0. Two test runs at once
+# on one machine each need their own (ZAVHOZ_TEST_REDIS_DB).
+REDIS_TEST_DB = int(os.environ.get("ZAVHOZ_TEST_REDIS_DB", "14"))
 
 
 def _unavailable(what: str, error: Exception) -> None:
