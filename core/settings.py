@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=120, gt=0)
     # Bounded so a poisoned message cannot loop forever between dying workers.
     max_redeliveries: int = Field(default=3, ge=0)
+    # A command that meets an outage (database, Redis) is retried, never dropped, for this
+    # long; then it is dead-lettered (kept to replay). Backoff is capped by the second value,
+    # which stays under the broker's visibility timeout (a longer countdown would be redelivered).
+    command_retry_seconds: float = Field(default=24 * 3600, gt=0)
+    command_retry_cap_seconds: float = Field(default=30, gt=0, le=45)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

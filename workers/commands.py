@@ -6,27 +6,24 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from sqlalchemy.exc import OperationalError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from core import commands as c
+from core.logging import get_logger
 from core.menu import main_menu
 from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
 from db.users import upsert_user
-from workers import broadcasts
+from workers import broadcasts, failures
 from workers.app import app
 from workers.command_runner import Handler, run_command
 from workers.desk import handlers as desk
 from workers.outbox import Replies
 from workers.redelivery import CappedTask
 
-# A lost race on SQLite (stale version) or a dropped connection: the whole transaction rolled
-# back, idempotency key included, so running the command again is safe.
-RETRY_ON = (StaleDataError, OperationalError)
-MAX_RETRIES = 5
+log = get_logger(__name__)
 
 
 def _register_user(session: Session, command: c.RegisterUser, replies: Replies) -> None:
@@ -45,23 +42,57 @@ def _register_user(session: Session, command: c.RegisterUser, replies: Replies) 
     )
 
 
+class CommandTask(CappedTask):
+    """A command task: outages are retried, never dropped; a command failing for its own
+    reasons is dead-lettered (kept to replay) and its user told."""
+
+    def on_poison(self, kwargs: dict[str, Any], deliveries: int) -> None:
+        # It kept killing its worker: keep it for a person to look at, as any other fault.
+        failures.dead_letter(
+            self.name, kwargs.get("command") or {}, "killed its worker repeatedly", deliveries
+        )
+
+
 def command_task(model: type[Any], handler: Handler[Any]) -> Task:  # type: ignore[type-arg]
     """Register the task that applies `model` commands with `handler`, under its stable name."""
 
-    def run(command: dict[str, Any]) -> None:
-        run_command(model.model_validate(command), handler)
+    def run(self: Task, command: dict[str, Any]) -> None:  # type: ignore[type-arg]
+        try:
+            parsed = model.model_validate(command)
+        except ValidationError as error:
+            # Malformed (an old schema, a forged message): retrying cannot help.
+            failures.dead_letter(self.name, command, error, attempts=1)
+            return
+        try:
+            run_command(parsed, handler)
+        except Exception as error:
+            _retry_or_dead_letter(self, command, error)
 
     run.__name__ = run.__qualname__ = model.task_name.rsplit(".", 1)[1]
     task: Task = app.task(  # type: ignore[type-arg]
-        name=model.task_name,
-        base=CappedTask,
-        autoretry_for=RETRY_ON,
-        max_retries=MAX_RETRIES,
-        retry_backoff=True,
-        retry_backoff_max=10,
-        retry_jitter=True,
+        name=model.task_name, base=CommandTask, bind=True, max_retries=None
     )(run)
     return task
+
+
+def _retry_or_dead_letter(task: Task, command: dict[str, Any], error: Exception) -> None:  # type: ignore[type-arg]
+    retries = task.request.retries
+    if failures.should_retry(error, retries):
+        delay = failures.retry_delay(retries)
+        log.warning(
+            "command.retry",
+            outage=failures.is_outage(error),
+            retries=retries,
+            retry_in_s=delay,
+            error=failures.describe(error),
+        )
+        raise task.retry(countdown=delay, exc=error)
+    try:
+        failures.dead_letter(task.name, command, error, attempts=retries + 1)
+    except Exception as again:
+        # The database is unreachable even for the dead letter: keep the command in the broker.
+        log.warning("command.dead_letter_failed", error=failures.describe(again))
+        raise task.retry(countdown=failures.retry_delay(retries), exc=error) from again
 
 
 HANDLERS: dict[type[Any], Callable[..., None]] = {

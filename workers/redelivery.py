@@ -52,5 +52,9 @@ class CappedTask(Task):  # type: ignore[type-arg]
             cap = get_settings().max_redeliveries
             if deliveries > cap + 1:
                 log.error("task.poison_message_dropped", deliveries=deliveries, cap=cap)
+                self.on_poison(kwargs, deliveries)
                 return None
         return super().__call__(*args, **kwargs)
+
+    def on_poison(self, kwargs: dict[str, Any], deliveries: int) -> None:
+        """What to keep of a dropped message (nothing by default: tasks that own their state)."""

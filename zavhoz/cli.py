@@ -48,6 +48,44 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commands(args: argparse.Namespace) -> int:
+    from workers import dead_letters
+
+    if args.action == "list":
+        letters = dead_letters.list_waiting()
+        for letter in letters:
+            print(
+                f"{letter.id:>6}  {letter.created_at:%Y-%m-%d %H:%M}  {letter.task_name:<32}"
+                f"  attempts {letter.attempts}  {letter.error[:80]}"
+            )
+        print(f"{len(letters)} dead-lettered command(s) waiting")
+        return 0
+    if not args.all and not args.ids:
+        print("zavhoz: say which dead letters to replay (IDs or --all)", file=sys.stderr)
+        return 2
+    sent = dead_letters.replay(None if args.all else args.ids)
+    missing = sorted(set(args.ids) - set(sent)) if not args.all else []
+    print(f"replayed {len(sent)} command(s)" + (f"; not waiting: {missing}" if missing else ""))
+    return 1 if missing else 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import Outbox
+    from db.session import session_scope
+    from workers.dead_letters import waiting
+
+    with session_scope() as session:
+        states = dict(
+            session.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all()
+        )
+        letters = waiting(session)
+    print("outbox   " + "  ".join(f"{state} {count}" for state, count in sorted(states.items())))
+    print(f"dead letters waiting  {letters}  (zavhoz commands list / replay)")
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from sandbox.server import run
 
@@ -140,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade", "check"])
     db.set_defaults(func=_db)
+    commands = sub.add_parser("commands", help="dead-lettered commands: list or replay")
+    commands.add_argument("action", choices=["list", "replay"])
+    commands.add_argument("ids", nargs="*", type=int, metavar="ID")
+    commands.add_argument("--all", action="store_true", help="replay every waiting one")
+    commands.set_defaults(func=_commands)
+    sub.add_parser("status", help="outbox and dead letters at a glance").set_defaults(func=_status)
     sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=_SANDBOX_PORT)

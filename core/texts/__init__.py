@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from core.texts import base, desk, dialog
+from core.texts import base, desk, dialog, ops
 
 DEFAULT_LANGUAGE = "en"
 
-_MODULES = (base, dialog, desk)
+_MODULES = (base, dialog, desk, ops)
 
 
 def _merge(language: str) -> dict[str, str]:

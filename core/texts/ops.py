@@ -1,0 +1,15 @@
+"""Texts of the system's own failures, as users see them."""
+
+EN = {
+    "command.failed": (
+        "Sorry, I could not do that: something in it went wrong on our side. "
+        "It has been recorded and the team will look at it; you may try again later."
+    ),
+}
+
+RU = {
+    "command.failed": (
+        "Извините, не получилось: что-то пошло не так на нашей стороне. "
+        "Мы это записали и разберёмся; попробуйте ещё раз позже."
+    ),
+}
