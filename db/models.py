@@ -168,7 +168,9 @@ class Outbox(Base):
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
         Index(None, "batch_id", "state"),
-        CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="state"),
+        CheckConstraint(
+            "state IN ('pending', 'sending', 'sent', 'failed', 'dead', 'cancelled')", name="state"
+        ),
         CheckConstraint("attempts >= 0", name="attempts"),
     )
 

@@ -715,6 +715,12 @@ async def handle_method(request: web.Request) -> web.StreamResponse:
         elif fault.kind == "429":
             state.rejected_429 += 1
             return api_response(error=too_many(fault.retry_after))
+        elif fault.kind == "429bare":
+            state.rejected_429 += 1
+            return api_response(error=ApiError(429, "Too Many Requests"))
+        elif fault.kind == "html5xx":
+            html_page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return web.Response(status=502, text=html_page, content_type="text/html")
         elif fault.kind == "403":
             return api_response(error=ApiError(403, BLOCKED))
         elif fault.kind == "5xx":

@@ -65,7 +65,8 @@ class CallbackIn(_FromUser):
 
 
 class FaultIn(_In):
-    kind: str = Field(pattern=r"^(429|5xx|403|drop|latency)$")
+    # 429bare: a 429 without retry_after; html5xx: a proxy's HTML error page, not JSON.
+    kind: str = Field(pattern=r"^(429|429bare|5xx|html5xx|403|drop|latency)$")
     method: str | None = None
     chat_id: int | None = None
     count: int = Field(default=1, ge=1)

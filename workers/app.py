@@ -13,8 +13,17 @@ from core.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
-# Above the longest countdown or ETA we use, or Redis would redeliver a task still waiting.
-VISIBILITY_TIMEOUT_S = 6 * 3600
+# How long a message fetched by a worker may stay unacknowledged before Redis hands it to
+# another worker: a worker host that died whole (no one left to reject its messages) delays its
+# commands by about this much. Every countdown or ETA we park on the broker stays well under it
+# (MAX_PARKED_DELAY_S), and so does every task's hard time limit; longer waits are scheduled
+# through the database (the outbox's next_attempt_at, picked up by the relay).
+VISIBILITY_TIMEOUT_S = 60
+MAX_PARKED_DELAY_S = 25.0
+# A task past its soft limit gets SoftTimeLimitExceeded (a command is then retried or
+# dead-lettered); past the hard limit its process is killed. Both under the visibility timeout.
+SOFT_TIME_LIMIT_S = 30
+HARD_TIME_LIMIT_S = 45
 
 TASK_MODULES = ("workers.commands", "workers.notification_tasks", "workers.maintenance_tasks")
 
@@ -35,7 +44,16 @@ def create_app(settings: Settings) -> Celery:
     app = Celery("zavhoz", include=list(TASK_MODULES))
     # The embedded transport hands its options to create_engine: Redis-only options stay out.
     transport_options: dict[str, Any] = (
-        {} if settings.embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        {}
+        if settings.embedded
+        else {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Bounded waits on a Redis that stopped answering, then the connection is retried.
+            "socket_connect_timeout": 5,
+            "socket_timeout": 15,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        }
     )
     app.conf.update(
         broker_url=settings.broker_url,
@@ -53,6 +71,8 @@ def create_app(settings: Settings) -> Celery:
         # acks_late with prefetch 1: a busy worker does not hoard messages others could run.
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        task_soft_time_limit=SOFT_TIME_LIMIT_S,
+        task_time_limit=HARD_TIME_LIMIT_S,
         worker_send_task_events=True,
         task_send_sent_event=True,
         beat_schedule=BEAT_SCHEDULE,

@@ -13,6 +13,8 @@ from workers.app import app
 from workers.redelivery import CappedTask
 
 RELAY_BATCH = 500
+# Well inside the task's soft time limit: what is left is sent by the next run.
+RELAY_BUDGET_S = 15.0
 # A drain slice beats at least this often; longer silence means its worker died.
 DRAIN_SILENCE = timedelta(seconds=2 * broadcasts.DRAIN_SLICE_S + 30)
 
@@ -55,7 +57,7 @@ def relay_outbox() -> dict[str, int]:
         restart = [b.id for b in stalled]
     for broadcast_id in restart:
         broadcasts.start_draining(broadcast_id)
-    counts = outbox.deliver(ids).counts
+    counts = outbox.deliver(ids, budget_s=RELAY_BUDGET_S).counts
     if restart:
         counts["broadcasts_restarted"] = len(restart)
     if released:

@@ -7,17 +7,19 @@ A row is claimed with FOR UPDATE SKIP LOCKED while it is sent, so the fast path,
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
-    TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
-    TelegramServerError,
 )
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
@@ -113,10 +115,15 @@ class Report:
     retry_at: dict[int, datetime] = field(default_factory=dict)
 
 
-def deliver(ids: Iterable[int]) -> Report:
-    """Send the due rows among `ids`."""
+def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
+    """Send the due rows among `ids`; with a budget, stop starting sends once it is spent (the
+    rest stays pending for the next run)."""
     report = Report()
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     for row_id in ids:
+        if deadline is not None and time.monotonic() > deadline:
+            report.counts["deferred"] = report.counts.get("deferred", 0) + 1
+            continue
         row = claim(Outbox.id == row_id)
         outcome, retry_at = ("skipped", _due_later(row_id)) if row is None else send_claimed(row)
         report.counts[outcome] = report.counts.get(outcome, 0) + 1
@@ -158,56 +165,115 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
     return row
 
 
+# A 429 that did not say how long to wait: everyone pauses this long.
+DEFAULT_RETRY_AFTER_S = 1.0
+# The longest a send waits for a slot of the shared limiter. Past that the row goes back to
+# pending, due when the limiter expects a slot: a worker never sits on a claimed row while its
+# lease runs out (another worker would take it and send it twice), nor past a task's time limit.
+MAX_LIMITER_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an error means for a row: try again later (and when), or stop for good."""
+
+    state: str  # PENDING (retry), FAILED or DEAD
+    retry_after: float | None = None  # Telegram's own wait (a 429): every worker pauses
+    unreachable: bool = False  # blocked or deactivated: the user's other rows are moot
+
+
+def classify(error: Exception) -> Verdict:
+    """Every error has a class; an unknown one is transient (backoff, attempts capped)."""
+    if isinstance(error, TelegramRetryAfter):
+        return Verdict(PENDING, retry_after=float(error.retry_after))
+    if isinstance(error, TelegramAPIError) and "Too Many Requests" in error.message:
+        return Verdict(PENDING, retry_after=DEFAULT_RETRY_AFTER_S)  # a 429 without retry_after
+    if isinstance(error, TelegramForbiddenError):
+        return Verdict(FAILED, unreachable=True)
+    if isinstance(
+        error, TelegramBadRequest | TelegramNotFound | TelegramEntityTooLarge | ValueError
+    ):
+        return Verdict(DEAD)  # the message itself is wrong: sending it again cannot help
+    return Verdict(PENDING)  # 5xx, network, an HTML error page, anything not seen before
+
+
 def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     """Send a claimed row and record the outcome; returns it and, to retry, when."""
     bound = log.bind(outbox_id=row.id, method=row.method, chat_id=row.chat_id)
     limiter = get_limiter(paid=bool(row.payload.get("allow_paid_broadcast")))
-    limiter.acquire(row.chat_id)  # a slot under the global limits every worker shares
+    lease_left = (as_utc(row.next_attempt_at) - now()).total_seconds() - _SEND_TIMEOUT_S
+    # A slot under the global limits every worker shares, or the row goes back unsent.
+    if not limiter.acquire(row.chat_id, timeout=max(0.0, min(MAX_LIMITER_WAIT_S, lease_left))):
+        later = now() + timedelta(seconds=max(limiter.paused_for(), 1.0))
+        _record(
+            row,
+            {"state": PENDING, "next_attempt_at": later, "attempts": max(0, row.attempts - 1)},
+            None,
+        )
+        bound.debug("outbox.limiter_busy", retry_at=later.isoformat())
+        return "retry", later
     result: object = None
     values: dict[str, object]
     error_text: str | None = None
-    unreachable = False
+    verdict: Verdict | None = None
     try:
         result = get_client().call(method_for(row.method, row.payload))
-    except TelegramRetryAfter as error:
-        # Telegram throttles the whole bot: every worker pauses, and this row waits it out.
-        limiter.pause(error.retry_after)
-        values = {"state": PENDING, "next_attempt_at": now() + timedelta(seconds=error.retry_after)}
-        error_text = error.message
-        bound.warning("telegram.rate_limited", retry_after=error.retry_after)
-    except (TelegramServerError, TelegramNetworkError) as error:
-        error_text = f"{type(error).__name__}: {error.message}"
-        if row.attempts >= MAX_ATTEMPTS:
-            values = {"state": FAILED}
-            bound.error("telegram.gave_up", attempts=row.attempts, error=error_text)
-        else:
-            delay = timedelta(seconds=backoff_delay(row.attempts))
-            values = {"state": PENDING, "next_attempt_at": now() + delay}
-            bound.warning("telegram.transient_error", attempts=row.attempts, error=error_text)
-    except TelegramForbiddenError as error:
-        # Blocked or deactivated: retrying cannot help, and the user's other rows are moot.
-        values, error_text, unreachable = {"state": FAILED}, error.message, True
-        bound.info("telegram.forbidden", error=error.message)
-    except TelegramBadRequest as error:
-        values, error_text = {"state": DEAD}, error.message
-        bound.error("telegram.bad_request", error=error.message)
-    else:
+    except Exception as error:
+        verdict = classify(error)
+        error_text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"[:1000]
+    if verdict is None:
         values = {
             "state": SENT,
             "sent_at": now(),
             "message_id": getattr(result, "message_id", None),
         }
         bound.debug("telegram.sent")
+    elif verdict.retry_after is not None:
+        # Telegram throttles the whole bot: every worker pauses, and this row waits it out.
+        limiter.pause(verdict.retry_after)
+        values = {
+            "state": PENDING,
+            "next_attempt_at": now() + timedelta(seconds=verdict.retry_after),
+        }
+        bound.warning("telegram.rate_limited", retry_after=verdict.retry_after)
+    elif verdict.state == PENDING and row.attempts >= MAX_ATTEMPTS:
+        values = {"state": FAILED}
+        bound.error("telegram.gave_up", attempts=row.attempts, error=error_text)
+    elif verdict.state == PENDING:
+        delay = timedelta(seconds=backoff_delay(row.attempts))
+        values = {"state": PENDING, "next_attempt_at": now() + delay}
+        bound.warning("telegram.transient_error", attempts=row.attempts, error=error_text)
+    elif verdict.unreachable:
+        values = {"state": FAILED}
+        bound.info("telegram.forbidden", error=error_text)
+    else:
+        values = {"state": verdict.state}
+        bound.error("telegram.bad_request", error=error_text)
+    _record(row, values, error_text, unreachable=bool(verdict and verdict.unreachable))
+    state = str(values["state"])
+    if state == PENDING:
+        return "retry", values["next_attempt_at"]  # type: ignore[return-value]
+    return state, None
+
+
+# The Bot API client's own timeout: a send that started before the lease's end finishes by it.
+_SEND_TIMEOUT_S = 30.0
+
+
+def as_utc(at: datetime) -> datetime:
+    # SQLite gives naive datetimes back (stored in UTC).
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _record(
+    row: Outbox, values: dict[str, object], error_text: str | None, *, unreachable: bool = False
+) -> None:
     with session_scope() as session:
         session.execute(
             update(Outbox).where(Outbox.id == row.id).values(last_error=error_text, **values)
         )
         if unreachable:
             _mark_unreachable(session, row, error_text or "")
-    state = str(values["state"])
-    if state == PENDING:
-        return "retry", values["next_attempt_at"]  # type: ignore[return-value]
-    return state, None
 
 
 def release_expired_leases(session: Session, *where: ColumnElement[bool]) -> int:

@@ -30,7 +30,7 @@ CHECKS = [
     ("requests", "rating", "rating IS NULL OR rating BETWEEN 1 AND 5"),
     ("requests", "version", "version >= 1"),
     ("attachments", "kind", "kind IN ('photo', 'document')"),
-    ("outbox", "state", "state IN ('pending', 'sending', 'sent', 'failed', 'dead')"),
+    ("outbox", "state", "state IN ('pending', 'sending', 'sent', 'failed', 'dead', 'cancelled')"),
     ("outbox", "attempts", "attempts >= 0"),
     ("broadcasts", "state", "state IN ('draft', 'sending', 'done', 'cancelled')"),
     ("broadcasts", "audience", "audience IN ('residents', 'staff', 'everyone')"),

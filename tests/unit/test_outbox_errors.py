@@ -1,0 +1,105 @@
+"""Every send error has a class, and a row never waits on the limiter past its lease."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from db.models import Outbox
+from db.session import session_scope
+from tests.support.sandbox_api import SandboxAPI
+from workers import outbox
+from workers.pacing import get_limiter
+
+pytestmark = pytest.mark.usefixtures("db")
+CHAT = 4242
+
+
+def write(text: str = "hello") -> int:
+    with session_scope() as session:
+        replies = outbox.Replies(session, f"test:{text}")
+        row = replies.message(CHAT, text)
+        session.flush()
+        return row.id
+
+
+def row(engine: Engine, row_id: int) -> Outbox:
+    with Session(engine) as s:
+        found = s.get(Outbox, row_id)
+        assert found is not None
+        return found
+
+
+def deliver_when_due(row_id: int, timeout: float = 10) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = outbox.deliver([row_id]).counts
+        if "skipped" not in counts:
+            return counts
+        time.sleep(0.1)
+    raise AssertionError("never became due")
+
+
+@pytest.fixture
+def chat(sandbox: SandboxAPI) -> SandboxAPI:
+    sandbox.send_text(CHAT, "/start")  # the chat exists at the sandbox
+    return sandbox
+
+
+def test_an_html_error_page_is_transient(chat: SandboxAPI, db: Engine) -> None:
+    chat.fault("html5xx", count=1)
+    row_id = write()
+    assert outbox.deliver([row_id]).counts == {"retry": 1}
+    failed = row(db, row_id)
+    assert failed.state == "pending" and "ClientDecodeError" in (failed.last_error or "")
+    assert outbox.as_utc(failed.next_attempt_at) <= outbox.now() + timedelta(seconds=2)
+    assert deliver_when_due(row_id) == {"sent": 1}
+    assert [m["text"] for m in chat.messages(CHAT)] == ["hello"]
+
+
+def test_a_429_without_retry_after_pauses_everyone_briefly(chat: SandboxAPI, db: Engine) -> None:
+    chat.fault("429bare", count=1)
+    row_id = write()
+    assert outbox.deliver([row_id]).counts == {"retry": 1}
+    assert 0 < get_limiter().paused_for() <= outbox.DEFAULT_RETRY_AFTER_S
+    assert row(db, row_id).state == "pending"
+    assert deliver_when_due(row_id) == {"sent": 1}
+
+
+def test_an_unknown_error_backs_off_and_gives_up_after_the_cap(
+    chat: SandboxAPI, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import telegram
+
+    def broken(self: object, method: object) -> object:
+        raise RuntimeError("something nobody has seen before")
+
+    monkeypatch.setattr(telegram.TelegramClient, "call", broken)
+    monkeypatch.setattr(outbox, "backoff_delay", lambda attempts: 0.0)
+    row_id = write()
+    for _ in range(outbox.MAX_ATTEMPTS - 1):
+        assert outbox.deliver([row_id]).counts == {"retry": 1}
+    assert outbox.deliver([row_id]).counts == {"failed": 1}
+    gave_up = row(db, row_id)
+    assert gave_up.attempts == outbox.MAX_ATTEMPTS
+    assert gave_up.last_error == "RuntimeError: something nobody has seen before"
+
+
+def test_a_pause_longer_than_the_lease_gives_the_row_back_unsent(
+    chat: SandboxAPI, db: Engine
+) -> None:
+    """A worker waiting on the limiter while its lease ran out let another worker take the row:
+    the message went out twice. Now the row goes back, due when the pause ends."""
+    get_limiter().pause(300)  # a 429 with retry_after far beyond the 120 s lease
+    row_id = write()
+    started = time.monotonic()
+    assert outbox.deliver([row_id]).counts == {"retry": 1}
+    assert time.monotonic() - started < 2  # it did not sit on the claimed row
+    back = row(db, row_id)
+    assert (back.state, back.attempts) == ("pending", 0)
+    assert outbox.as_utc(back.next_attempt_at) >= outbox.now() + timedelta(seconds=290)
+    assert chat.messages(CHAT) == []
