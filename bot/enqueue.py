@@ -49,7 +49,13 @@ class CommandQueue:
         give_up_after_s: float | None = None,
         max_backoff_s: float = 10.0,
     ) -> None:
-        self.celery = Celery("zavhoz-bot", broker=broker_url, set_as_current=False)
+        # Task arguments hold user text: the message headers carry a redacted summary instead.
+        self.celery = Celery(
+            "zavhoz-bot",
+            broker=broker_url,
+            set_as_current=False,
+            amqp="core.observability:RedactingAMQP",
+        )
         self.celery.conf.update(
             task_serializer="json",
             accept_content=["json"],

@@ -8,12 +8,17 @@ from typing import Any
 
 import structlog
 
-# Keys that must never reach a log line, whatever a caller binds.
+# Keys that must never reach a log line, whatever a caller binds: secrets, and the fields of
+# ours that hold user text or names (logs are kept and shipped; ids identify well enough).
 _SECRET_KEYS = frozenset({"token", "bot_token", "text", "password", "secret", "webhook_secret"})
+_PERSONAL_KEYS = frozenset(
+    {"first_name", "last_name", "username", "title", "description", "location", "caption", "note"}
+)
+_MASKED = _SECRET_KEYS | _PERSONAL_KEYS
 
 
 def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    for key in _SECRET_KEYS & event.keys():
+    for key in _MASKED & event.keys():
         event[key] = "***"
     return event
 

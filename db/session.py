@@ -18,6 +18,8 @@ _state: dict[str, Any] = {}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Bound values are user text: keep them out of exception messages, logs and Sentry.
+    kwargs["hide_parameters"] = True
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:

@@ -41,7 +41,8 @@ def route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("zavhoz", include=list(TASK_MODULES))
+    # Task arguments hold user text: message headers and task events carry a redacted summary.
+    app = Celery("zavhoz", include=list(TASK_MODULES), amqp="core.observability:RedactingAMQP")
     # The embedded transport hands its options to create_engine: Redis-only options stay out.
     transport_options: dict[str, Any] = (
         {}

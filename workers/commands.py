@@ -84,14 +84,14 @@ def _retry_or_dead_letter(task: Task, command: dict[str, Any], error: Exception)
             outage=failures.is_outage(error),
             retries=retries,
             retry_in_s=delay,
-            error=failures.describe(error),
+            error=failures.kind_of(error),
         )
         raise task.retry(countdown=delay, exc=error)
     try:
         failures.dead_letter(task.name, command, error, attempts=retries + 1)
     except Exception as again:
         # The database is unreachable even for the dead letter: keep the command in the broker.
-        log.warning("command.dead_letter_failed", error=failures.describe(again))
+        log.warning("command.dead_letter_failed", error=failures.kind_of(again))
         raise task.retry(countdown=failures.retry_delay(retries), exc=error) from again
 
 

@@ -77,8 +77,15 @@ def should_retry(error: BaseException, retries: int) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    # SQL parameters are hidden by the engine, so the message names the fault, not the data.
+    """The full error, for the dead-letter row (the database holds the user's data anyway)."""
     return f"{type(error).__name__}: {error}"[:2000]
+
+
+def kind_of(error: BaseException) -> str:
+    """The error for a log line: its type and the database's error code, never its message
+    (PostgreSQL quotes the offending values: "Key (username)=(...)", "Failing row contains")."""
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return type(error).__name__ + (f" [{code}]" if code else "")
 
 
 def dead_letter(
@@ -108,6 +115,11 @@ def dead_letter(
             replies.message(chat_id, t("command.failed", actor.get("language")))
         session.flush()
         letter_id, rows = letter.id, [row.id for row in replies.rows]
-    log.error("command.dead_lettered", dead_letter_id=letter_id, attempts=attempts, error=reason)
+    log.error(
+        "command.dead_lettered",
+        dead_letter_id=letter_id,
+        attempts=attempts,
+        error=error if isinstance(error, str) else kind_of(error),
+    )
     outbox.deliver(rows)
     return letter_id

@@ -1,0 +1,77 @@
+"""A real worker fails on a command full of personal data: Sentry and the log get none of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from sqlalchemy import create_engine, text
+
+from core.commands import Actor, CreateRequest, idempotency_key
+from tests.support.processes import Processes
+from tests.support.sentry_receiver import SentryReceiver
+
+pytestmark = pytest.mark.integration
+
+PHONE, NAME, USERNAME = "+7 916 555-12-34", "Zinaida", "zina_secret"
+PLANTED = (PHONE, NAME, USERNAME, "Petrovna")
+
+# The database refuses new requests, as it might on a constraint, a full disk or a bug: the
+# INSERT raises inside the handler, with the user's text in the statement's parameters.
+REFUSE_REQUESTS = """
+CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'requests refused by the test'; END $$;
+CREATE TRIGGER test_refuse BEFORE INSERT ON requests FOR EACH ROW EXECUTE FUNCTION test_refuse();
+"""
+
+
+@pytest.fixture
+def sentry() -> Iterator[SentryReceiver]:
+    with SentryReceiver() as receiver:
+        yield receiver
+
+
+def refuse_requests(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(REFUSE_REQUESTS))
+    engine.dispose()
+
+
+def in_task(task_name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: event.get("extra", {}).get("celery-job", {}).get("task_name") == task_name
+
+
+def test_a_failing_command_reaches_sentry_without_personal_data(
+    sentry: SentryReceiver, procs: Processes, redis_url: str, pg_url: str
+) -> None:
+    refuse_requests(pg_url)
+    worker = procs.worker("w1", "-c", "1", SENTRY_DSN=sentry.dsn)
+    command = CreateRequest(
+        idempotency_key=idempotency_key(77),
+        actor=Actor(
+            user_id=7007, chat_id=7007, first_name=NAME, last_name="Petrovna", username=USERNAME
+        ),
+        title=f"{NAME} {PHONE}",
+        description=f"call {NAME} ({USERNAME}) at {PHONE}",
+        location=f"flat of {NAME}",
+    )
+    # A plain producer, as any sender might be: the worker must not rely on the sender's care.
+    producer = Celery("test-producer", broker=redis_url, set_as_current=False)
+    producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="interactive")
+
+    # Retried, then given up on (dead-lettered or raised, whichever the worker does): an event.
+    event = sentry.wait_event(in_task(command.task_name))
+    worker.stop()  # its log complete, its Sentry queue flushed
+    raw = b"".join(sentry.raw()).decode(errors="replace")
+    log = worker.log()
+    for planted in PLANTED:
+        assert planted not in raw, f"{planted!r} reached Sentry"
+        assert planted not in log, f"{planted!r} reached the worker log"
+    # Still worth reading: what failed (exception type or our log event name) and in which task.
+    exception_types = [v["type"] for v in event.get("exception", {}).get("values", [])]
+    message = event.get("logentry", {}).get("message")
+    assert exception_types or (message and " " not in message), event
+    assert event["tags"]["celery_task_id"]
