@@ -17,8 +17,8 @@ test: $(BIN)/.synced  ## every test; integration/e2e need PostgreSQL and Redis o
 test-unit: $(BIN)/.synced
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-chat: $(BIN)/.synced  ## talk to the bot of `make run` as user 1001
-	$(BIN)/zavhoz chat --as $(or $(AS),1001)
+chat: $(BIN)/.synced  ## talk to the bot of `make run` as user 1001 (ID=... for another; not AS: make predefines it)
+	$(BIN)/zavhoz chat --as $(or $(ID),1001)
 
 lint: $(BIN)/.synced
 	$(BIN)/ruff check .

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.filters import ExceptionTypeFilter
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
-from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, ErrorEvent
 from aiohttp import web
 
-from bot.enqueue import BrokerUnavailable, CommandQueue
+from bot.dialogs.storage import ApplyOnce, DialogStorage
+from bot.enqueue import CommandQueue
 from bot.flood import WaitOutFloodLimits
 from bot.middlewares import LogContext
+from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
 from core.observability import init_sentry
@@ -38,30 +41,60 @@ def create_bot(settings: Settings) -> Bot:
     return Bot(settings.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
-def create_storage(settings: Settings) -> BaseStorage:
+def create_storage(settings: Settings) -> DialogStorage:
+    inner: BaseStorage
     if settings.redis_url:
         # Dialog state survives a bot restart mid-dialog. Destinies in the key: the dialog
-        # keeps per-user memory (recent locations) beside the dialog state.
-        return RedisStorage.from_url(
-            settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True)
+        # keeps per-user memory (recent locations) beside the dialog state. Bounded waits: a
+        # Redis that stopped answering is an outage to retry, not a hang.
+        inner = RedisStorage.from_url(
+            settings.redis_url,
+            connection_kwargs={
+                "socket_connect_timeout": 3,
+                "socket_timeout": 5,
+                "health_check_interval": 10,
+            },
+            key_builder=DefaultKeyBuilder(with_destiny=True),
         )
-    return MemoryStorage()
+    else:
+        inner = MemoryStorage()
+    return DialogStorage(inner)
 
 
-def create_dispatcher(settings: Settings, commands: CommandQueue) -> Dispatcher:
-    storage = create_storage(settings)
+def create_dispatcher(
+    settings: Settings,
+    commands: CommandQueue,
+    *,
+    give_up_after_s: float | None = None,
+    storage: DialogStorage | None = None,
+) -> Dispatcher:
+    storage = storage or create_storage(settings)
     # Webhook updates of one user may arrive at once: one at a time per user keeps a double
     # Submit or an album's items from racing on the same dialog state.
-    isolation: BaseEventIsolation = (
-        storage.create_isolation() if isinstance(storage, RedisStorage) else SimpleEventIsolation()
+    dp = ResilientDispatcher(
+        storage=storage,
+        events_isolation=storage.create_isolation(),
+        give_up_after_s=give_up_after_s,
+        commands=commands,
     )
-    dp = Dispatcher(storage=storage, events_isolation=isolation, commands=commands)
     dp.update.outer_middleware(LogContext())
+    # After aiogram's FSM middleware, so inside the user's lock: dialog writes land once per
+    # update, atomically, and a replayed update is skipped.
+    dp.update.outer_middleware(ApplyOnce())
     dp.include_routers(*feature_routers())
-    # A broker outage must fail the update (webhook: 5xx, so Telegram redelivers it), never
-    # count as handled: the error handler is for everything else.
-    dp.errors.register(_on_error, ~ExceptionTypeFilter(BrokerUnavailable))
+    # An outage must fail the update (polling retries it, webhook answers 5xx), never count as
+    # handled: the error handler is for errors the update caused.
+    dp.errors.register(_on_error, caused_by_the_update)
     return dp
+
+
+def webhook_secret(settings: Settings) -> str:
+    """WEBHOOK_SECRET, or one derived from the token: every bot instance computes the same
+    one, and nobody without the token (who could call the Bot API anyway) can forge it."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    digest = hmac.new(settings.token.encode(), b"zavhoz webhook secret", hashlib.sha256)
+    return digest.hexdigest()
 
 
 async def _on_error(event: ErrorEvent, bot: Bot) -> bool:
@@ -110,8 +143,9 @@ async def run_webhook(settings: Settings) -> None:
     assert settings.webhook_url is not None
     commands = CommandQueue(settings.broker_url, give_up_after_s=WEBHOOK_ENQUEUE_DEADLINE_S)
     bot = create_bot(settings)
-    dp = create_dispatcher(settings, commands)
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    dp = create_dispatcher(settings, commands, give_up_after_s=WEBHOOK_ENQUEUE_DEADLINE_S)
+    # Always a secret: without one anybody who finds the URL can post forged updates.
+    secret = webhook_secret(settings)
     path = urlsplit(str(settings.webhook_url)).path or "/"
 
     app = web.Application()

@@ -5,6 +5,9 @@ worker re-checks everything a button claims (it can be forged)."""
 from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
+
+from core.user_input import DB_ID_LIMIT, PAGE_LIMIT
 
 
 class RequestCb(CallbackData, prefix="rq"):
@@ -12,15 +15,15 @@ class RequestCb(CallbackData, prefix="rq"):
     `arg` carries the chosen value (priority, rating, assignee's Telegram id)."""
 
     action: str
-    id: int
+    id: int = Field(gt=0, lt=DB_ID_LIMIT)  # out of range: a forged button, refused on unpack
     arg: str = ""
 
 
 class ListCb(CallbackData, prefix="ls"):
-    """A page of a list: kind my|queue; for the queue an optional status and location filter."""
+    """A page of a list: kind my|queue|staff; for the queue an optional status and place filter."""
 
     kind: str
-    page: int
+    page: int = Field(ge=0, lt=PAGE_LIMIT)
     status: str = ""
     loc: str = ""
 
@@ -36,5 +39,5 @@ class BroadcastCb(CallbackData, prefix="bc"):
     """aud (choose the audience, `arg`), confirm or cancel broadcast `id`."""
 
     action: str
-    id: int = 0
+    id: int = Field(default=0, ge=0, lt=DB_ID_LIMIT)
     arg: str = ""

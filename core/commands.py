@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from core import limits
 from core.domain import Action, Priority, Status
 from core.roles import Role
+from core.user_input import (
+    DB_ID_LIMIT,
+    PAGE_LIMIT,
+    TELEGRAM_ID_LIMIT,
+    clean_text,
+    normalize,
+    parse_user_target,
+)
 
 SCHEMA_VERSION = 1
 
@@ -18,17 +33,47 @@ def idempotency_key(update_id: int) -> str:
     return f"tg-update:{update_id}"
 
 
+# Whatever sent a command, the worker gets clean text (see core.user_input) and ids in range.
+
+
+def _normalized(value: object) -> object:
+    return normalize(value) if isinstance(value, str) else value
+
+
+def _normalized_or_none(value: object) -> object:
+    return (normalize(value) or None) if isinstance(value, str) else value
+
+
+def _cleaned(value: object) -> object:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _user_target(value: str) -> str:
+    target = parse_user_target(value)
+    if target is None:
+        raise ValueError("not a Telegram user id or @username")
+    return target
+
+
+Cleaned = Annotated[str, BeforeValidator(_cleaned)]
+# Required free text: nothing visible left counts as empty and fails min_length.
+_Visible = BeforeValidator(_normalized)
+TelegramUserId = Annotated[int, Field(gt=0, lt=TELEGRAM_ID_LIMIT)]
+Page = Annotated[int, Field(ge=0, lt=PAGE_LIMIT)]
+RequestId = Annotated[int, Field(gt=0, lt=DB_ID_LIMIT)]
+
+
 class Actor(BaseModel):
     """Who acts, as Telegram sent it (not trusted for authorization: the worker checks roles)."""
 
     model_config = ConfigDict(frozen=True)
 
-    user_id: int
-    chat_id: int
+    user_id: TelegramUserId
+    chat_id: int = Field(gt=-TELEGRAM_ID_LIMIT, lt=TELEGRAM_ID_LIMIT)
     language: str | None = None
     username: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
+    first_name: Cleaned | None = None
+    last_name: Cleaned | None = None
 
 
 class Command(BaseModel):
@@ -62,24 +107,28 @@ class AttachmentIn(BaseModel):
     kind: Literal["photo", "document"]
     file_id: str = Field(min_length=1, max_length=255)
     file_unique_id: str | None = Field(default=None, max_length=64)
-    file_name: str | None = Field(default=None, max_length=255)
-    mime_type: str | None = Field(default=None, max_length=128)
+    file_name: Cleaned | None = Field(default=None, max_length=255)
+    mime_type: Cleaned | None = Field(default=None, max_length=128)
     size: int | None = Field(default=None, ge=0, le=limits.MAX_FILE_BYTES)
 
 
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.TITLE_MAX)
-]
+Title = Annotated[str, _Visible, StringConstraints(min_length=1, max_length=limits.TITLE_MAX)]
 Description = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.DESCRIPTION_MAX)
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.DESCRIPTION_MAX)
 ]
-Location = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.LOCATION_MAX)
-]
+Location = Annotated[str, _Visible, StringConstraints(min_length=1, max_length=limits.LOCATION_MAX)]
 CommentText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.COMMENT_MAX)
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.COMMENT_MAX)
 ]
-RequestId = Annotated[int, Field(ge=1)]
+# Optional free text: nothing visible left is None (a blank reject reason is no reason).
+Note = Annotated[
+    Annotated[str, StringConstraints(max_length=limits.REASON_MAX)] | None,
+    BeforeValidator(_normalized_or_none),
+]
+LocationFilter = Annotated[
+    Annotated[str, StringConstraints(max_length=limits.LOCATION_MAX)] | None,
+    BeforeValidator(_normalized_or_none),
+]
 
 
 class CreateRequest(Command):
@@ -95,16 +144,16 @@ class CreateRequest(Command):
 class ShowMyRequests(Command):
     task_name = "commands.show_my_requests"
     kind: Literal["show_my_requests"] = "show_my_requests"
-    page: int = Field(default=0, ge=0)
+    page: Page = 0
     edit_message_id: int | None = None  # a page button edits the list in place
 
 
 class ShowQueue(Command):
     task_name = "commands.show_queue"
     kind: Literal["show_queue"] = "show_queue"
-    page: int = Field(default=0, ge=0)
+    page: Page = 0
     status: Status | None = None
-    location: str | None = Field(default=None, max_length=limits.LOCATION_MAX)
+    location: LocationFilter = None
     edit_message_id: int | None = None
 
 
@@ -119,9 +168,9 @@ class TransitionRequest(Command):
     kind: Literal["transition_request"] = "transition_request"
     request_id: RequestId
     action: Action
-    note: str | None = Field(default=None, max_length=limits.REASON_MAX)
+    note: Note = None
     file_id: str | None = Field(default=None, max_length=255)  # a closing photo
-    assignee: int | None = None  # Telegram id, for ASSIGN
+    assignee: TelegramUserId | None = None  # for ASSIGN
 
 
 class ShowAssignees(Command):
@@ -159,20 +208,22 @@ class SetRole(Command):
 
     task_name = "commands.set_role"
     kind: Literal["set_role"] = "set_role"
-    target: str = Field(min_length=1, max_length=64)
+    target: Annotated[str, AfterValidator(_user_target)]
     role: Role | None = None
 
 
 class ListStaff(Command):
     task_name = "commands.list_staff"
     kind: Literal["list_staff"] = "list_staff"
+    page: Page = 0
+    edit_message_id: int | None = None
 
 
 # --- Broadcasts -------------------------------------------------------------------------------
 
 Audience = Literal["residents", "staff", "everyone"]
 BroadcastText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.BROADCAST_MAX)
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.BROADCAST_MAX)
 ]
 
 

@@ -21,6 +21,9 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -44,7 +47,11 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('resident', 'staff', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('resident', 'staff', 'admin')", name="role"),
+        # One holder per name, as Telegram compares them: case-insensitively.
+        Index("uq_users_lower_username", sql_text("lower(username)"), unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # NULL once erased: the row may stay for statistics, unlinked from any identity.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
@@ -13,62 +15,113 @@ from db.models import Comment, Request, RequestEvent, User
 
 _PRIORITY_RANK = case({p.value: p.rank for p in Priority}, value=Request.priority, else_=0)
 
+# Ids are BIGINT: anything outside 1..2**63-1 names nothing, and must not reach SQL (an
+# overflow there is an exception, not an answer).
+MAX_ID = 2**63 - 1
+
+T = TypeVar("T")
+
+
+def valid_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
+
 
 def user_by_telegram_id(session: Session, telegram_id: int) -> User | None:
+    if not valid_id(telegram_id):
+        return None
     return session.scalars(select(User).where(User.telegram_id == telegram_id)).one_or_none()
 
 
-def find_user(session: Session, target: str) -> User | None:
-    """A Telegram id, or an @username (case-insensitive, as Telegram treats them)."""
+def find_users(session: Session, target: str) -> Sequence[User]:
+    """Who a Telegram id or an @username names: none or one (a username has one holder, as
+    the schema's unique index on lower(username) guarantees)."""
     target = target.strip()
-    if target.lstrip("-").isdigit():
-        return user_by_telegram_id(session, int(target))
+    digits = target.removeprefix("-")
+    # ASCII only: str.isdigit accepts "²", which int() refuses; 20 digits hold any BIGINT and
+    # keep int() off huge strings.
+    if digits.isascii() and digits.isdigit():
+        user = user_by_telegram_id(session, int(target)) if len(digits) <= 20 else None
+        return [user] if user is not None else []
     name = target.removeprefix("@").lower()
+    if not name:
+        return []
     return session.scalars(
-        select(User).where(func.lower(User.username) == name, User.telegram_id.is_not(None))
-    ).first()
+        select(User)
+        .where(func.lower(User.username) == name, User.telegram_id.is_not(None))
+        .order_by(User.id)
+        .limit(2)
+    ).all()
 
 
-def staff_members(session: Session) -> Sequence[User]:
-    return session.scalars(
+def _staff() -> Select[User]:
+    return (
         select(User)
         .where(User.role.in_([Role.STAFF.value, Role.ADMIN.value]), User.telegram_id.is_not(None))
         .order_by(User.id)
-    ).all()
+    )
+
+
+def staff_members(session: Session) -> Sequence[User]:
+    return session.scalars(_staff()).all()
+
+
+def request_by_id(session: Session, request_id: int) -> Request | None:
+    return session.get(Request, request_id) if valid_id(request_id) else None
 
 
 def lock_request(session: Session, request_id: int) -> Request | None:
     """The request row, locked for this transaction: concurrent actions on it take turns."""
+    if not valid_id(request_id):
+        return None
     return session.scalars(
         select(Request).where(Request.id == request_id).with_for_update()
     ).one_or_none()
 
 
-def page_of(
-    session: Session, query: Select[Request], offset: int, limit: int
-) -> tuple[Sequence[Request], int]:
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    return session.scalars(query.offset(offset).limit(limit)).all(), total or 0
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: Sequence[T]
+    total: int
+    number: int  # 0-based: the page actually shown
+    pages: int
 
 
-def my_requests(
-    session: Session, author_id: int, offset: int, limit: int
-) -> tuple[Sequence[Request], int]:
+def page_of(session: Session, query: Select[T], page: int, size: int) -> Page[T]:
+    """One page of `query`, counted with the very same query. `page` is clamped into range: a
+    list shrinks between presses, and a forged page must not become a huge OFFSET."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    pages = max(1, -(-total // size))
+    number = min(max(page, 0), pages - 1)
+    rows = session.scalars(query.offset(number * size).limit(size)).all()
+    return Page(rows, total, number, pages)
+
+
+def my_requests(session: Session, author_id: int, page: int, size: int) -> Page[Request]:
     query = select(Request).where(Request.author_id == author_id).order_by(Request.id.desc())
-    return page_of(session, query, offset, limit)
+    return page_of(session, query, page, size)
 
 
 def open_queue(
-    session: Session, status: Status | None, location: str | None, offset: int, limit: int
-) -> tuple[Sequence[Request], int]:
-    """Open requests, most urgent first, then oldest first."""
+    session: Session, status: Status | None, location: str | None, page: int, size: int
+) -> Page[Request]:
+    """Open requests, most urgent first, then oldest first.
+
+    ":" is ignored, in the filter and in places: the filter travels in page buttons' callback
+    data, where ":" is the separator, and every page must match as the first one did.
+    """
     statuses = [status.value] if status else [s.value for s in OPEN_STATUSES]
     query = select(Request).where(Request.status.in_(statuses))
     if location:
+        location = location.replace(":", "")
         pattern = "%" + location.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(Request.location.ilike(pattern, escape="\\"))
+        place = func.replace(Request.location, ":", "")
+        query = query.where(place.ilike(pattern, escape="\\"))
     query = query.order_by(_PRIORITY_RANK.desc(), Request.created_at, Request.id)
-    return page_of(session, query, offset, limit)
+    return page_of(session, query, page, size)
+
+
+def staff_page(session: Session, page: int, size: int) -> Page[User]:
+    return page_of(session, _staff(), page, size)
 
 
 def open_counts(session: Session) -> dict[int, int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -14,27 +16,60 @@ from db.models import User
 
 
 def upsert_user(session: Session, actor: Actor, admin_ids: frozenset[int]) -> User:
-    """Create or refresh the profile atomically (two first messages at once make one row).
+    """Create or refresh the profile from what Telegram sent with this command.
 
-    ADMIN_IDS promotes, never demotes: an admin granted by another admin stays one.
+    Runs on every command, so it writes only what changed. Two first messages at once make one
+    row (insert on conflict). ADMIN_IDS promotes, never demotes: an admin granted by another
+    admin stays one. A username taken from someone else is released by its old holder.
     """
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    profile = {
+    profile: dict[str, Any] = {
         "username": actor.username,
         "first_name": actor.first_name,
         "last_name": actor.last_name,
         "language": pick_language(actor.language),
         "reachable": True,
     }
-    values = {"telegram_id": actor.user_id, "role": Role.RESIDENT.value, **profile}
     if actor.user_id in admin_ids:
-        values["role"] = profile["role"] = Role.ADMIN.value
-    stmt = insert(User).values(values)
-    stmt = stmt.on_conflict_do_update(index_elements=[User.telegram_id], set_=profile)
-    session.execute(stmt)
+        profile["role"] = Role.ADMIN.value
     user = session.scalars(
         select(User)
         .where(User.telegram_id == actor.user_id)
         .execution_options(populate_existing=True)
+    ).one_or_none()
+    if user is not None and all(getattr(user, k) == v for k, v in profile.items()):
+        return user
+    if actor.username and (user is None or not _same(user.username, actor.username)):
+        _release_username(session, actor.username, actor.user_id)
+    if user is not None:
+        for key, value in profile.items():
+            setattr(user, key, value)  # the ORM updates only the columns that differ
+        session.flush()
+        return user
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {"telegram_id": actor.user_id, "role": Role.RESIDENT.value, **profile}
+    stmt = insert(User).values(values)
+    session.execute(stmt.on_conflict_do_update(index_elements=[User.telegram_id], set_=profile))
+    return session.scalars(
+        select(User)
+        .where(User.telegram_id == actor.user_id)
+        .execution_options(populate_existing=True)
     ).one()
-    return user
+
+
+def _same(stored: str | None, sent: str) -> bool:
+    # Telegram usernames are case-insensitive: @Ann and @ann are one name.
+    return stored is not None and stored.lower() == sent.lower()
+
+
+def _release_username(session: Session, username: str, telegram_id: int) -> None:
+    """Whoever else still holds `username` renamed since: Telegram moved it to `telegram_id`.
+    Without this, /grant @name could pick the old holder."""
+    session.execute(
+        update(User)
+        .where(
+            func.lower(User.username) == username.lower(),
+            User.telegram_id.is_distinct_from(telegram_id),
+        )
+        .values(username=None)
+        .execution_options(synchronize_session="fetch")
+    )

@@ -84,8 +84,13 @@ def create_app(settings: Settings) -> Celery:
         # Two beats may run (HA): redbeat's Redis lock makes each tick fire once. The lock
         # outlives a dead beat by redbeat_lock_timeout, so keep it short for quick failover.
         app.conf.update(
-            beat_scheduler="redbeat.RedBeatScheduler",
+            beat_scheduler="workers.beat:ResilientRedBeatScheduler",
             redbeat_redis_url=settings.redis_url,
+            redbeat_redis_options={
+                "socket_connect_timeout": 3,
+                "socket_timeout": 5,
+                "health_check_interval": 10,
+            },
             redbeat_key_prefix="zavhoz:redbeat:",
             beat_max_loop_interval=5,
             redbeat_lock_timeout=30,

@@ -47,6 +47,17 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             for name, condition in ((n, c) for t, n, c in CHECKS if t == table):
                 batch.create_check_constraint(name, condition)
+    # A username belongs to one user at a time (Telegram compares them case-insensitively):
+    # keep the most recently updated holder of a duplicated name, then make it unique.
+    op.execute(
+        "UPDATE users SET username = NULL WHERE id IN ("
+        " SELECT id FROM (SELECT id, row_number() OVER ("
+        "  PARTITION BY lower(username) ORDER BY updated_at DESC, id DESC) AS n"
+        "  FROM users WHERE username IS NOT NULL) AS ranked WHERE n > 1)"
+    )
+    op.create_index(
+        "uq_users_lower_username", "users", [sa.text("lower(username)")], unique=True
+    )
     op.create_table(
         "dead_letters",
         sa.Column("id", BigId, nullable=False),
@@ -67,6 +78,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_dead_letters_created_at"), table_name="dead_letters")
     op.drop_table("dead_letters")
+    op.drop_index("uq_users_lower_username", table_name="users")
     for table in _tables():
         with op.batch_alter_table(table) as batch:
             for name in (n for t, n, _ in CHECKS if t == table):

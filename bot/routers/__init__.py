@@ -1,14 +1,16 @@
-"""Feature routers, in the order they get a chance at an update (fallback last)."""
+"""Feature routers, in the order they get a chance at an update (groups first: nothing
+personal is answered in a group chat; fallback last)."""
 
 from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import broadcast, fallback, new_request, requests, start
+from bot.routers import broadcast, fallback, groups, new_request, requests, start
 
 
 def feature_routers() -> list[Router]:
     return [
+        groups.create_router(),
         start.create_router(),
         requests.create_router(),
         broadcast.create_router(),

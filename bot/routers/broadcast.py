@@ -15,6 +15,7 @@ from core import commands as c
 from core import limits
 from core.callbacks import BroadcastCb
 from core.texts import t
+from core.user_input import normalize
 
 AUDIENCES = ("residents", "staff", "everyone")
 
@@ -75,7 +76,7 @@ async def on_button(
 async def on_text(
     message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
 ) -> None:
-    language, text = language_of(message), (message.text or "").strip()
+    language, text = language_of(message), normalize(message.text or "")
     if not text:
         await message.answer(t("ask.text_expected", language, max=limits.BROADCAST_MAX))
         return

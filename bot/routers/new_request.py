@@ -9,7 +9,9 @@ Redis. Only Submit produces a command; the worker answers "Request #N created".
 How input is treated:
 - Every invalid input (empty or too long text, a sticker/photo/voice where text is expected,
   text where a button or a file is expected, an 11th file, a file over the size limit) gets a
-  short explanation followed by the same question again. Nothing is sent.
+  short explanation followed by the same question again. Nothing is sent. Text is normalised
+  first (`core.user_input`): control characters are dropped, and only invisible characters
+  (zero-width spaces, direction marks) count as empty.
 - Commands mid-dialog: no step handler takes a message starting with "/". /start, /help and the
   help menu button are answered by the start router (it runs first) and the draft stays at its
   step, so the next answer continues it. /cancel drops the draft (outside a dialog it says there
@@ -61,6 +63,7 @@ from core.commands import AttachmentIn, CreateRequest
 from core.domain import Priority
 from core.logging import get_logger
 from core.texts import all_translations, t
+from core.user_input import normalize
 
 log = get_logger(__name__)
 
@@ -256,7 +259,7 @@ async def on_text(message: Message, state: FSMContext, bot: Bot) -> None:
     lang = _lang(message.from_user)
     current = await state.get_state()
     step = _TEXT_STEPS[current]
-    text = (message.text or "").strip()
+    text = normalize(message.text or "")  # nothing visible (zero-width spaces) is empty
     data = await state.get_data()
     if not text:
         error = t(f"new.error.{step.name}_empty", lang)

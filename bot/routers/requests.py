@@ -18,6 +18,7 @@ from core.callbacks import ListCb, RequestCb
 from core.domain import Action, Priority, Status
 from core.roles import Role
 from core.texts import all_translations, t
+from core.user_input import TELEGRAM_ID_LIMIT, normalize, parse_id, parse_user_target
 
 
 class Ask(StatesGroup):
@@ -53,7 +54,7 @@ async def queue(
     command: CommandObject | None = None,
 ) -> None:
     if message.from_user:
-        location = (command.args or "").strip()[: limits.LOCATION_MAX] if command else ""
+        location = normalize(command.args or "")[: limits.LOCATION_MAX] if command else ""
         await commands.send(
             c.ShowQueue(
                 idempotency_key=key_of(event_update),
@@ -89,6 +90,15 @@ async def list_page(
                 page=callback_data.page,
                 status=Status(callback_data.status) if callback_data.status else None,
                 location=callback_data.loc or None,
+                edit_message_id=message.message_id,
+            )
+        )
+    elif callback_data.kind == "staff":
+        await commands.send(
+            c.ListStaff(
+                idempotency_key=key,
+                actor=actor,
+                page=callback_data.page,
                 edit_message_id=message.message_id,
             )
         )
@@ -132,8 +142,9 @@ async def request_action(
     commands: CommandQueue,
     state: FSMContext,
 ) -> None:
-    """One handler for every request button; unknown or malformed data is refused here, and
-    anything well-formed is still checked by the worker (a modified client can forge it)."""
+    """One handler for every request button; unknown or malformed data is refused here (an id
+    out of range never unpacks: the fallback router answers that press), and anything
+    well-formed is still checked by the worker (a modified client can forge it)."""
     message = callback.message
     language = language_of(callback)
     if message is None:
@@ -149,9 +160,9 @@ async def request_action(
         command = c.TransitionRequest(**base, request_id=rid, action=Action(action))
     elif action == "assign":
         command = c.ShowAssignees(**base, request_id=rid)
-    elif action == "assignto" and arg.lstrip("-").isdigit():
+    elif action == "assignto" and (assignee := parse_id(arg, TELEGRAM_ID_LIMIT)):
         command = c.TransitionRequest(
-            **base, request_id=rid, action=Action.ASSIGN, assignee=int(arg)
+            **base, request_id=rid, action=Action.ASSIGN, assignee=assignee
         )
     elif action == "done_skip" and await state.get_state() == Ask.closing.state:
         await state.clear()
@@ -184,9 +195,10 @@ async def answer_prompt(
     """The text (or, when closing, a photo) asked for by a reject/comment/done button."""
     language = language_of(message)
     current = await state.get_state()
-    text = (message.text or message.caption or "").strip()
+    text = normalize(message.text or message.caption or "")
     photo = message.photo[-1].file_id if message.photo and current == Ask.closing.state else None
-    limit = limits.REASON_MAX if current == Ask.reason.state else limits.COMMENT_MAX
+    # A reject reason and a closing note are both the transition's note.
+    limit = limits.COMMENT_MAX if current == Ask.comment.state else limits.REASON_MAX
     if not text and photo is None:
         await message.answer(t("ask.text_expected", language, max=limit))
         return
@@ -221,24 +233,29 @@ async def cancel_prompt(message: Message, state: FSMContext) -> None:
 async def grant(
     message: Message, command: CommandObject, event_update: Update, commands: CommandQueue
 ) -> None:
-    parts = (command.args or "").split()
+    parts = normalize(command.args or "").split()
+    language = language_of(message)
     if message.from_user is None:
         return
     if command.command == "grant":
         if len(parts) != 2 or parts[1].lower() not in (Role.STAFF, Role.ADMIN):
-            await message.answer(t("grant.usage", language_of(message)))
+            await message.answer(t("grant.usage", language))
             return
         role: Role | None = Role(parts[1].lower())
     else:
         if len(parts) != 1:
-            await message.answer(t("revoke.usage", language_of(message)))
+            await message.answer(t("revoke.usage", language))
             return
         role = None
+    target = parse_user_target(parts[0])
+    if target is None:
+        await message.answer(t("input.bad_user", language, target=parts[0][:64]))
+        return
     await commands.send(
         c.SetRole(
             idempotency_key=key_of(event_update),
             actor=actor_of(message.from_user, message.chat),
-            target=parts[0][:64],
+            target=target,
             role=role,
         )
     )

@@ -1,4 +1,4 @@
-"""Texts of the foundation: welcome, help, generic errors."""
+"""Texts of the foundation: welcome, help, generic errors and refusals of bad input."""
 
 EN = {
     "welcome": (
@@ -27,6 +27,8 @@ EN = {
     "cmd.help": "What this bot can do",
     "cmd.new": "Report a problem",
     "cmd.cancel": "Stop what you are doing",
+    "group.private_only": "Let's talk in private, where only you see my answers: open @{bot}",
+    "input.bad_user": "{target} is neither a Telegram user id nor an @username.",
 }
 
 RU = {
@@ -56,4 +58,8 @@ RU = {
     "cmd.help": "Что умеет бот",
     "cmd.new": "Сообщить о проблеме",
     "cmd.cancel": "Прервать текущее действие",
+    "group.private_only": (
+        "Давайте продолжим в личном чате, где мои ответы видны только вам: откройте @{bot}"
+    ),
+    "input.bad_user": "{target}: это не Telegram id пользователя и не @username.",
 }

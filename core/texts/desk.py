@@ -87,10 +87,13 @@ EN: dict[str, str] = {
     "assign.choose": "Assign request <b>#{id}</b> to:",
     "assign.nobody": "There is no staff member to assign to. Grant the role with /grant.",
     "grant.done": "{user} is now {role}.",
-    "grant.unknown": "I don't know {target}. They must send /start to the bot first.",
+    "grant.unknown": (
+        "I don't know {target}. Ask them to send /start to the bot, then try again; "
+        "or use their numeric Telegram id instead of the @username."
+    ),
     "grant.usage": "Usage: /grant &lt;telegram id or @username&gt; staff|admin",
     "revoke.usage": "Usage: /revoke &lt;telegram id or @username&gt;",
-    "staff.title": "<b>Staff</b> (open requests)",
+    "staff.title": "<b>Staff</b> (open requests; page {page} of {pages})",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Nobody has the staff or admin role yet.",
     # Refusals (the worker decides)
@@ -220,10 +223,13 @@ RU: dict[str, str] = {
     "assign.choose": "Кому назначить заявку <b>#{id}</b>?",
     "assign.nobody": "Назначать некому. Выдайте роль командой /grant.",
     "grant.done": "{user} теперь {role}.",
-    "grant.unknown": "Я не знаю {target}. Пусть сначала отправит боту /start.",
+    "grant.unknown": (
+        "Я не знаю {target}. Попросите его (её) отправить боту /start и повторите; "
+        "или укажите числовой Telegram id вместо @username."
+    ),
     "grant.usage": "Использование: /grant &lt;telegram id или @username&gt; staff|admin",
     "revoke.usage": "Использование: /revoke &lt;telegram id или @username&gt;",
-    "staff.title": "<b>Сотрудники</b> (открытые заявки)",
+    "staff.title": "<b>Сотрудники</b> (открытые заявки; стр. {page} из {pages})",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Ни у кого пока нет роли сотрудника или администратора.",
     "refused.not_allowed": "⛔ У вас нет прав на это действие.",

@@ -96,7 +96,7 @@ def test_webhook_answers_5xx_while_the_broker_is_down_and_nothing_is_lost(
         proxy.pause()
         live_sandbox.send_text(9010, "/start", first_name="Val")
         # The bot gives up after its deadline and answers 5xx; "Telegram" keeps the update.
-        bot.wait_for_log("broker.unavailable", timeout=30)
+        bot.wait_for_log("update.retry", timeout=30)
         # aiogram logs this as the error leaves the webhook handler (aiohttp answers 500).
         bot.wait_for_log("Cause exception while process update id=1", timeout=40)
         assert "update.failed" not in bot.log()  # not swallowed by the error handler
@@ -109,3 +109,36 @@ def test_webhook_answers_5xx_while_the_broker_is_down_and_nothing_is_lost(
         assert len(live_sandbox.messages(9010)) == 1
     finally:
         proxy.close()
+
+
+def test_webhook_without_a_configured_secret_still_refuses_forged_updates(
+    procs: Processes, live_sandbox: SandboxAPI
+) -> None:
+    """A POST claiming to be the admin granting a resident admin must not get in."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    procs.env["ADMIN_IDS"] = "7001"
+    procs.worker()
+    bot = procs.start(
+        "bot", "bot", WEBHOOK_URL=url, WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port)
+    )
+    bot.wait_for_log("bot.webhook")
+    forged = {
+        "update_id": 10**9,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": 7001, "type": "private"},
+            "from": {"id": 7001, "is_bot": False, "first_name": "Admin"},
+            "text": "/grant 7002 admin",
+        },
+    }
+    assert post(url, forged, secret=None) == 401
+    assert post(url, forged, secret="") == 401
+    # Real updates, posted by "Telegram" with the secret the bot gave it, get through.
+    live_sandbox.send_text(7002, "/start", first_name="Res")
+    (welcome,) = live_sandbox.wait_messages(7002, 1)
+    assert welcome["text"].startswith("Hello, Res!")
+    time.sleep(1)
+    assert "You are" not in welcome["text"]  # still a resident
+    assert live_sandbox.messages(7001) == []

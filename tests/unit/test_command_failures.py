@@ -50,7 +50,8 @@ def count(engine: Engine, model: type) -> int:
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_retries(sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the sandbox fixture: the worker's threads read settings this test made.
     monkeypatch.setenv("COMMAND_RETRY_CAP_SECONDS", "0.1")
     from core.settings import get_settings
 
@@ -166,6 +167,9 @@ def test_an_outage_longer_than_the_budget_is_dead_lettered_not_dropped(
 
 
 def test_a_malformed_command_is_dead_lettered_at_once(db: Engine, sandbox: SandboxAPI) -> None:
+    from core.settings import get_settings
+
+    get_settings.cache_clear()  # the worker's threads must see this test's sandbox
     sandbox.send_text(1001, "/start")
     send({"idempotency_key": "tg-update:9", "actor": {"user_id": "not a number", "chat_id": 1001}})
     wait_for(lambda: count(db, DeadLetter) == 1)

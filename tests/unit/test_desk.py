@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import commands as c
-from core.callbacks import RequestCb
+from core.callbacks import ListCb, RequestCb
 from core.domain import Action, Priority
 from core.roles import Role
 from core.texts import t
@@ -33,13 +34,27 @@ class Desk:
     def __init__(self, engine: Engine, sandbox: SandboxAPI) -> None:
         self.engine, self.sandbox = engine, sandbox
 
-    def run(self, model: type[c.Command], user: int, **fields: Any) -> None:
-        command = model(
+    def run(
+        self,
+        model: type[c.Command],
+        user: int,
+        *,
+        raw: bool = False,
+        profile: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        """`raw`: built without validation, as a forged or buggy producer could send it;
+        `profile`: the actor's Telegram profile, if not the default one."""
+        build = model.model_construct if raw else model
+        actor = {"first_name": f"u{user}", "username": f"u{user}", **(profile or {})}
+        command = build(
             idempotency_key=f"tg-update:{next(_updates)}",
-            actor=c.Actor(user_id=user, chat_id=user, first_name=f"u{user}", username=f"u{user}"),
+            actor=c.Actor(user_id=user, chat_id=user, **actor),
             **fields,
         )
-        run_command(command, HANDLERS[model])
+        # A test's subclass of a command runs with the command's handler.
+        handler = next(HANDLERS[m] for m in model.__mro__ if m in HANDLERS)
+        run_command(command, handler)
 
     def last(self, user: int) -> dict[str, Any]:
         return self.sandbox.messages(user)[-1]
@@ -72,6 +87,11 @@ class Desk:
 
 @pytest.fixture
 def desk(db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> Desk:
+    return make_desk(db, sandbox, monkeypatch)
+
+
+def make_desk(db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> Desk:
+    """Five users with their roles, chats open at the sandbox (a fixture's body, shared)."""
     # Pacing is the notification engine's business (tested there), not these handlers'.
     monkeypatch.setenv("RATE_PRIVATE_BURST", "1000")
     monkeypatch.setenv("RATE_BOT_PER_SECOND", "1000")
@@ -326,3 +346,80 @@ def test_card_of_escape_heavy_text_fits_and_terminates(desk: Desk) -> None:
     desk.run(c.ShowRequest, RESIDENT, request_id=rid)
     card = desk.last(RESIDENT)  # the sandbox refuses over 4096 visible characters
     assert card["text"].startswith(f"#{rid} &&&") and len(card["text"]) <= 4096
+
+
+def _roles(desk: Desk) -> dict[int, str]:
+    with Session(desk.engine) as s:
+        return {u.telegram_id or 0: u.role for u in s.scalars(select(User))}
+
+
+def test_grant_by_username_goes_to_its_current_holder(desk: Desk) -> None:
+    # RESIDENT was @Boss, then renamed at Telegram (and has sent nothing since); OTHER took
+    # the name. The grant must reach OTHER, not the stale row.
+    desk.run(c.ShowMyRequests, RESIDENT, profile={"username": "Boss"})
+    desk.run(c.ShowMyRequests, OTHER, profile={"username": "boss"})
+    desk.run(c.SetRole, ADMIN, target="@BOSS", role=Role.ADMIN)
+    assert desk.texts(ADMIN)[-1] == "@boss is now an admin."
+    assert (_roles(desk)[OTHER], _roles(desk)[RESIDENT]) == ("admin", "resident")
+    with Session(desk.engine) as s:
+        assert s.scalars(select(User.username).where(User.telegram_id == RESIDENT)).one() is None
+
+
+def test_a_username_has_one_holder_whatever_its_case(desk: Desk) -> None:
+    """So `/grant @name` can never pick between two people: the schema refuses a second one."""
+    with Session(desk.engine) as s:
+        for user, name in ((RESIDENT, "Twin"), (OTHER, "twin")):
+            s.scalars(select(User).where(User.telegram_id == user)).one().username = name
+        with pytest.raises(IntegrityError, match="uq_users_lower_username"):
+            s.commit()
+
+
+def test_queue_filter_with_a_colon_pages_through_the_same_requests(desk: Desk) -> None:
+    ids = [desk.create(location=f"Block A: room {i}") for i in range(7)]
+    desk.create(location="Block B: room 1")
+    desk.run(c.ShowQueue, STAFF, location="a: room")
+    first = desk.last(STAFF)
+    assert "page 1 of 2" in first["text"]
+    (forward,) = [d for d in desk.buttons(first) if d.startswith("ls:queue:1:")]
+    press = ListCb.unpack(forward)  # what the bot turns the press into
+    desk.run(
+        c.ShowQueue,
+        STAFF,
+        page=press.page,
+        status=press.status or None,
+        location=press.loc or None,
+        edit_message_id=first["message_id"],
+    )
+    second = desk.last(STAFF)
+    assert second["edited"] and "«a room» (page 2 of 2)" in second["text"]
+    opened = [d for d in desk.buttons(second) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in ids[5:]]
+
+
+def test_staff_list_is_paged_under_telegrams_limit(desk: Desk) -> None:
+    with Session(desk.engine) as s:
+        s.add_all(
+            User(
+                telegram_id=50_000 + i,
+                first_name=f"n{i:03d} " + "Ж&" * 60,
+                last_name="<L>" * 40,
+                role=Role.STAFF.value,
+            )
+            for i in range(300)
+        )
+        s.commit()
+    desk.run(c.ListStaff, ADMIN)
+    first = desk.last(ADMIN)  # the sandbox refuses over 4096 visible characters
+    pages = int(first["text"].split("page 1 of ")[1].split(")")[0])
+    assert pages > 1
+    seen: list[str] = []
+    for page in range(pages):
+        if page:
+            assert ListCb(kind="staff", page=page).pack() in desk.buttons(desk.last(ADMIN))
+            desk.run(c.ListStaff, ADMIN, page=page, edit_message_id=first["message_id"])
+        message = desk.last(ADMIN)
+        assert message["message_id"] == first["message_id"] and len(message["text"]) <= 4096
+        assert f"page {page + 1} of {pages}" in message["text"]
+        seen += [line for line in message["text"].splitlines() if line.startswith("• ")]
+    assert len(seen) == 303 and len(set(seen)) == 303  # the 300 and STAFF, STAFF2, ADMIN
+    assert desk.buttons(desk.last(ADMIN)) == [ListCb(kind="staff", page=pages - 2).pack()]

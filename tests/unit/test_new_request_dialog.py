@@ -298,6 +298,37 @@ async def test_happy_path_with_an_album_sends_one_create_request(
     assert await chat.data() == {}
 
 
+async def test_control_characters_are_dropped_from_the_draft(
+    harness: tuple[Chat, Recorder],
+) -> None:
+    """A NUL in a title made PostgreSQL refuse the request in the worker: it never gets there."""
+    chat, recorder = harness
+    await chat.say("/new")
+    await chat.say("Tap\x00 leaks\x1b")
+    await chat.say("Drips\r\nall night\x85")
+    await chat.say("\u200bFlat\x07 12")
+    assert (await chat.data())["title"] == "Tap leaks"
+    await chat.press(chat.last(), t("new.priority.normal"))
+    await chat.document(file_name="act\x00.pdf", mime_type="application/pdf")
+    await chat.press(chat.last(), t("new.button.continue"))
+    await chat.press(chat.last(), t("new.button.submit"))
+    [command] = recorder.created()
+    assert (command.title, command.description, command.location) == (
+        "Tap leaks",
+        "Drips\nall night",
+        "\u200bFlat 12",  # something visible: kept as typed
+    )
+    assert command.attachments[0].file_name == "act.pdf"
+
+
+async def test_the_length_limit_counts_what_is_kept(harness: tuple[Chat, Recorder]) -> None:
+    chat, _ = harness
+    await chat.say("/new")
+    await chat.say("x" * limits.TITLE_MAX + "\x00" * 50)  # within the limit once cleaned
+    assert await chat.state() == NewRequest.description.state
+    assert (await chat.data())["title"] == "x" * limits.TITLE_MAX
+
+
 async def test_documents_keep_name_type_and_size(harness: tuple[Chat, Recorder]) -> None:
     chat, recorder = harness
     await reach(chat, "attachments")
@@ -434,11 +465,16 @@ def _voice(chat: Chat) -> Awaitable[None]:
 
 BAD_INPUTS: list[tuple[str, str, BadInput, dict[str, Any]]] = [
     ("title", "new.error.title_empty", _text("   "), {}),
+    # Only invisible characters (zero-width, BOM, direction marks) or controls: empty too.
+    ("title", "new.error.title_empty", _text("\u200b\u200b"), {}),
+    ("title", "new.error.title_empty", _text("\ufeff\u200e\u200f"), {}),
+    ("title", "new.error.title_empty", _text("\x00\x01\x1b"), {}),
     ("title", "new.error.title_too_long", _text("x" * 101), {"length": 101, "max": 100}),
     ("title", "new.error.text_expected", _photo, {}),
     ("title", "new.error.text_expected", _sticker, {}),
     ("title", "new.error.text_expected", _voice, {}),
     ("description", "new.error.description_empty", _text(" \n "), {}),
+    ("description", "new.error.description_empty", _text("\u202e\u2066\u2069\u2060 \u200d"), {}),
     (
         "description",
         "new.error.description_too_long",
@@ -447,6 +483,7 @@ BAD_INPUTS: list[tuple[str, str, BadInput, dict[str, Any]]] = [
     ),
     ("description", "new.error.text_expected", _photo, {}),
     ("location", "new.error.location_empty", _text("\t"), {}),
+    ("location", "new.error.location_empty", _text("\u3164 \u200c"), {}),
     ("location", "new.error.location_too_long", _text("z" * 201), {"length": 201, "max": 200}),
     ("location", "new.error.text_expected", _voice, {}),
     ("priority", "new.error.priority_expected", _text("urgent!"), {}),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from core.commands import Actor, RegisterUser, idempotency_key
@@ -30,7 +30,7 @@ def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[dict[int, object]]:
 def start(update_id: int, user_id: int = 1001, **actor: object) -> RegisterUser:
     return RegisterUser(
         idempotency_key=idempotency_key(update_id),
-        actor=Actor(user_id=user_id, chat_id=user_id, **actor),  # type: ignore[arg-type]
+        actor=Actor(user_id=user_id, chat_id=user_id, **actor),
     )
 
 
@@ -76,6 +76,45 @@ def test_a_second_start_refreshes_the_same_profile(db: Engine, sandbox: SandboxA
         user = s.scalars(select(User)).one()
     assert (user.first_name, user.language) == ("Анна", "ru")
     assert sandbox.messages(1001)[-1]["text"].startswith("Здравствуйте")
+
+
+def test_an_unchanged_profile_is_not_written_again(db: Engine, sandbox: SandboxAPI) -> None:
+    # Every command refreshes the profile: that must cost a read, not a write per command.
+    sandbox.send_text(1001, "/start")
+    run_command(start(1, first_name="Ann", username="ann"), _register_user)
+    writes: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT INTO USERS", "UPDATE USERS")):
+            writes.append(statement)
+
+    event.listen(db, "before_cursor_execute", record)
+    try:
+        run_command(start(2, first_name="Ann", username="ann"), _register_user)
+        assert writes == []
+        run_command(start(3, first_name="Anna", username="ann"), _register_user)
+        assert len(writes) == 1
+    finally:
+        event.remove(db, "before_cursor_execute", record)
+    with Session(db) as s:
+        assert s.scalars(select(User.first_name)).one() == "Anna"
+
+
+def test_a_username_taken_over_is_released_by_its_old_holder(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    # 1001 was @Ann_B and renamed; 1002 took the name: Telegram's names are case-insensitive.
+    for user in (1001, 1002, 1003):
+        sandbox.send_text(user, "/start")
+    run_command(start(1, user_id=1001, username="Ann_B"), _register_user)
+    run_command(start(2, user_id=1003, username="carl"), _register_user)
+    run_command(start(3, user_id=1002, username="ann_b"), _register_user)
+    with Session(db) as s:
+        names = {u.telegram_id: u.username for u in s.scalars(select(User))}
+    assert names == {1001: None, 1002: "ann_b", 1003: "carl"}
+    run_command(start(4, user_id=1001, username="ann_c"), _register_user)  # 1001's new name
+    with Session(db) as s:
+        assert s.scalars(select(User.username).where(User.telegram_id == 1001)).one() == "ann_c"
 
 
 def test_admin_ids_bootstrap_admins(

@@ -90,14 +90,14 @@ def create_request(session: Session, command: CreateRequest, replies: Replies) -
 
 def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    rows, total = q.my_requests(
-        session, ctx.actor.id, command.page * render.PAGE_SIZE, render.PAGE_SIZE
-    )
-    if total == 0:
+    page = q.my_requests(session, ctx.actor.id, command.page, render.PAGE_SIZE)
+    if page.total == 0:
         ctx.reply("my.empty")
         return
-    text = t("my.title", ctx.lang, page=command.page + 1, pages=render.pages(total))
-    keyboard = render.list_keyboard(rows, ctx.lang, kind="my", page=command.page, total=total)
+    text = t("my.title", ctx.lang, page=page.number + 1, pages=page.pages)
+    keyboard = render.list_keyboard(
+        page.rows, ctx.lang, kind="my", page=page.number, pages=page.pages
+    )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
 
@@ -106,54 +106,44 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
     if ctx.role is Role.RESIDENT:
         ctx.reply("refused.not_allowed")
         return
-    rows, total = q.open_queue(
-        session,
-        command.status,
-        command.location,
-        command.page * render.PAGE_SIZE,
-        render.PAGE_SIZE,
-    )
+    # Every page, the first included, filters by the place exactly as the page buttons carry
+    # it (cut to fit, without ":"), or pages would count and list different requests.
+    loc = safe_fragment((command.location or "").replace(":", ""), render.QUEUE_FILTER_BYTES)
+    page = q.open_queue(session, command.status, loc, command.page, render.PAGE_SIZE)
     status = command.status.value if command.status else ""
-    loc = command.location or ""
     what = render.queue_filter_text(status, loc, ctx.lang)
-    if total == 0 and not command.edit_message_id:
+    if page.total == 0 and not command.edit_message_id:
         ctx.reply("queue.empty", filter=what)
         return
-    text = t("queue.title", ctx.lang, filter=what, page=command.page + 1, pages=render.pages(total))
+    text = t("queue.title", ctx.lang, filter=what, page=page.number + 1, pages=page.pages)
     keyboard = render.list_keyboard(
-        rows,
+        page.rows,
         ctx.lang,
         kind="queue",
-        page=command.page,
-        total=total,
+        page=page.number,
+        pages=page.pages,
         status=status,
-        loc=safe_fragment(loc),
+        loc=loc,
     )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
 
 def _show_list(
-    ctx: Ctx, text: Markup, keyboard: render.Keyboard, edit_message_id: int | None
+    ctx: Ctx, text: Markup, keyboard: render.Keyboard | None, edit_message_id: int | None
 ) -> None:
-    if edit_message_id is None:
+    # A forged message id would only make Telegram refuse the edit: answer with a new list.
+    if edit_message_id is None or not q.valid_id(edit_message_id):
         ctx.reply_text(text, reply_markup=keyboard)
         return
-    ctx.replies.send(
-        ctx.command.actor.chat_id,
-        "editMessageText",
-        {
-            "message_id": edit_message_id,
-            "text": text,
-            "parse_mode": "HTML",
-            "reply_markup": keyboard,
-        },
-        user_id=ctx.actor.id,
-    )
+    payload: dict[str, object] = {"message_id": edit_message_id, "text": text, "parse_mode": "HTML"}
+    if keyboard:  # without one, the edit removes the old buttons
+        payload["reply_markup"] = keyboard
+    ctx.replies.send(ctx.command.actor.chat_id, "editMessageText", payload, user_id=ctx.actor.id)
 
 
 def show_request(session: Session, command: ShowRequest, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    request = session.get(Request, command.request_id)
+    request = q.request_by_id(session, command.request_id)
     if request is None or not can_view(ctx.viewer(request)):
         # A resident learns nothing about requests that are not theirs, not even that they exist.
         key = (
@@ -210,7 +200,9 @@ def transition_request(session: Session, command: TransitionRequest, replies: Re
     if command.action is Action.ASSIGN:
         assignee = q.user_by_telegram_id(session, command.assignee or 0)
         if ctx.role is Role.ADMIN and (assignee is None or assignee.role == Role.RESIDENT):
-            ctx.reply("refused.not_staff", user=command.assignee or "?")
+            ctx.reply(
+                "refused.not_staff", user="?" if command.assignee is None else command.assignee
+            )
             return
     old_status = Status(request.status)
     try:
@@ -367,7 +359,7 @@ def show_assignees(session: Session, command: ShowAssignees, replies: Replies) -
     if ctx.role is not Role.ADMIN:
         ctx.reply("refused.not_allowed")
         return
-    if session.get(Request, command.request_id) is None:
+    if q.request_by_id(session, command.request_id) is None:
         ctx.reply("refused.not_found", id=command.request_id)
         return
     staff = q.staff_members(session)
@@ -440,7 +432,8 @@ def rate_request(session: Session, command: RateRequest, replies: Replies) -> No
     request = _locked(ctx, command.request_id)
     if request is None:
         return
-    if not can_rate(Status(request.status), ctx.viewer(request)) or request.rating:
+    rating_ok = 1 <= command.rating <= 5  # forged ratings never reach the SMALLINT column
+    if not rating_ok or not can_rate(Status(request.status), ctx.viewer(request)) or request.rating:
         ctx.reply("refused.rate")
         return
     request.rating = command.rating
@@ -456,10 +449,11 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
     if ctx.role is not Role.ADMIN:
         ctx.reply("refused.not_allowed")
         return
-    target = q.find_user(session, command.target)
-    if target is None:
-        ctx.reply("grant.unknown", target=command.target)
+    found = q.find_users(session, command.target)
+    if not found:
+        ctx.reply("grant.unknown", target=render.cut(command.target, 64))  # echoed: kept short
         return
+    (target,) = found
     role = command.role or Role.RESIDENT
     target.role = role.value
     lang = target.language
@@ -478,19 +472,10 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
     if ctx.role is not Role.ADMIN:
         ctx.reply("refused.not_allowed")
         return
-    staff = q.staff_members(session)
-    if not staff:
+    page = q.staff_page(session, command.page, render.STAFF_PAGE_SIZE)
+    if page.total == 0:
         ctx.reply("staff.empty")
         return
-    counts = q.open_counts(session)
-    lines = [t("staff.title", ctx.lang)] + [
-        t(
-            "staff.line",
-            ctx.lang,
-            name=render.name_of(u, ctx.lang),
-            role=t(f"role.{u.role}", ctx.lang),
-            open=counts.get(u.id, 0),
-        )
-        for u in staff
-    ]
-    ctx.reply_text(Markup("\n".join(lines)))
+    text = render.staff_text(page.rows, q.open_counts(session), ctx.lang, page.number, page.pages)
+    nav = render.nav_row(ctx.lang, kind="staff", page=page.number, pages=page.pages)
+    _show_list(ctx, text, render.inline([nav]) if nav else None, command.edit_message_id)

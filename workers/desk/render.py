@@ -25,6 +25,12 @@ from core.texts import Markup, escape, t
 from db.models import Comment, Request, RequestEvent, User
 
 PAGE_SIZE = 5
+# 20 lines of at most ~100 characters: a /staff page stays far under Telegram's 4096.
+STAFF_PAGE_SIZE = 20
+STAFF_NAME = 64
+# The /queue place filter as carried in a page button: what fits in ListCb's 64 bytes beside
+# the longest status and any realistic page number.
+QUEUE_FILTER_BYTES = 32
 CARD_COMMENTS = 5
 CARD_EVENTS = 8
 SNIPPET = 300  # characters of a comment or note shown in a card
@@ -268,17 +274,13 @@ def new_request_keyboard(request_id: int, lang: str) -> Keyboard:
 # --- Lists -----------------------------------------------------------------------------------
 
 
-def pages(total: int) -> int:
-    return max(1, -(-total // PAGE_SIZE))
-
-
 def list_keyboard(
     rows: Sequence[Request],
     lang: str,
     *,
     kind: str,
     page: int,
-    total: int,
+    pages: int,
     status: str = "",
     loc: str = "",
 ) -> Keyboard:
@@ -297,20 +299,7 @@ def list_keyboard(
         ]
         for r in rows
     ]
-    nav = []
-    if page > 0:
-        nav.append(
-            button(
-                t("btn.prev", lang), ListCb(kind=kind, page=page - 1, status=status, loc=loc).pack()
-            )
-        )
-    if page + 1 < pages(total):
-        nav.append(
-            button(
-                t("btn.next", lang), ListCb(kind=kind, page=page + 1, status=status, loc=loc).pack()
-            )
-        )
-    buttons.append(nav)
+    buttons.append(nav_row(lang, kind=kind, page=page, pages=pages, status=status, loc=loc))
     if kind == "queue":
         filters = [button(t("btn.all", lang), ListCb(kind="queue", page=0, loc=loc).pack())]
         filters += [
@@ -322,6 +311,36 @@ def list_keyboard(
         ]
         buttons.extend([filters[:3], filters[3:]])
     return inline(buttons)
+
+
+def nav_row(
+    lang: str, *, kind: str, page: int, pages: int, status: str = "", loc: str = ""
+) -> list[dict[str, str]]:
+    """◀ ▶ between the pages of a list (none at either end)."""
+    row = []
+    if page > 0:
+        data = ListCb(kind=kind, page=page - 1, status=status, loc=loc).pack()
+        row.append(button(t("btn.prev", lang), data))
+    if page + 1 < pages:
+        data = ListCb(kind=kind, page=page + 1, status=status, loc=loc).pack()
+        row.append(button(t("btn.next", lang), data))
+    return row
+
+
+def staff_text(
+    staff: Sequence[User], counts: dict[int, int], lang: str, page: int, pages: int
+) -> Markup:
+    lines = [t("staff.title", lang, page=page + 1, pages=pages)] + [
+        t(
+            "staff.line",
+            lang,
+            name=cut(name_of(u, lang), STAFF_NAME),
+            role=t(f"role.{u.role}", lang),
+            open=counts.get(u.id, 0),
+        )
+        for u in staff
+    ]
+    return Markup("\n".join(lines))
 
 
 def queue_filter_text(status: str, loc: str, lang: str) -> Markup:
