@@ -49,6 +49,10 @@ def create_app(settings: Settings) -> Celery:
         if settings.embedded
         else {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Look for expired unacknowledged messages every 10 s (kombu's default scans every
+            # 10th period, ~100 s): a dead host's command comes back ~60-70 s after its fetch.
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
             # Bounded waits on a Redis that stopped answering, then the connection is retried.
             "socket_connect_timeout": 5,
             "socket_timeout": 15,
