@@ -358,7 +358,8 @@ def broadcast_round(
     from db.models import Broadcast
     from db.session import session_scope
     from workers.app import app
-    from workers.commands import HANDLERS, run_command
+    from workers.command_tasks import run_command
+    from workers.commands import HANDLERS
 
     parallelism = args.parallelism or k
     config = f"outbox, {k} worker{'s' * (k > 1)} (parallelism {parallelism})"

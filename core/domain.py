@@ -64,7 +64,7 @@ class Transition:
     needs_note: bool = False
 
 
-# (from, action) -> transition. The single table of DESIGN.md's status machine.
+# (from, action) -> transition. The single table of docs/design.md's status machine.
 TRANSITIONS: dict[tuple[Status, Action], Transition] = {
     (Status.NEW, Action.ACCEPT): Transition(Status.ACCEPTED, Who.STAFF),
     (Status.REOPENED, Action.ACCEPT): Transition(Status.ACCEPTED, Who.STAFF),

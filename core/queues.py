@@ -9,7 +9,7 @@ PRIVACY = "privacy"
 MAINTENANCE = "maintenance"
 ALL_QUEUES = (INTERACTIVE, NOTIFICATIONS, REPORTS, PRIVACY, MAINTENANCE)
 
-# Task-name prefix -> queue, per DESIGN.md "Queues and task names".
+# Task-name prefix -> queue, per docs/design.md "Queues and task names".
 _PREFIX_TO_QUEUE = {
     "commands": INTERACTIVE,
     "notifications": NOTIFICATIONS,

@@ -1,31 +1,25 @@
-"""The Celery app: queues, routing and the reliability settings of DESIGN.md."""
+"""The Celery app: queues, routing and the reliability settings of docs/design.md."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Signature, signals
 from kombu import Queue
 
 from core.logging import configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
 from core.settings import Settings, get_settings
+from workers.timing import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
 
 log = get_logger(__name__)
 
-# How long a message fetched by a worker may stay unacknowledged before Redis hands it to
-# another worker: a worker host that died whole (no one left to reject its messages) delays its
-# commands by about this much. Every countdown or ETA we park on the broker stays well under it
-# (MAX_PARKED_DELAY_S), and so does every task's hard time limit; longer waits are scheduled
-# through the database (the outbox's next_attempt_at, picked up by the relay).
-VISIBILITY_TIMEOUT_S = 60
-MAX_PARKED_DELAY_S = 25.0
-# A task past its soft limit gets SoftTimeLimitExceeded (a command is then retried or
-# dead-lettered); past the hard limit its process is killed. Both under the visibility timeout.
-SOFT_TIME_LIMIT_S = 30
-HARD_TIME_LIMIT_S = 45
-
-TASK_MODULES = ("workers.commands", "workers.notification_tasks", "workers.maintenance_tasks")
+TASK_MODULES = (
+    "workers.command_tasks",
+    "workers.notification_tasks",
+    "workers.maintenance_tasks",
+)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": 30.0},
@@ -152,3 +146,11 @@ def _unbind_task_context(**_: Any) -> None:
     import structlog
 
     structlog.contextvars.clear_contextvars()
+
+
+def send_signatures(signatures: Iterable[Signature | None]) -> None:
+    """The task layer's one way to start follow-up work that services describe as signatures
+    (by task name: services never import task modules)."""
+    for sig in signatures:
+        if sig is not None:
+            app.send_task(str(sig.task), args=sig.args, kwargs=sig.kwargs, **sig.options)

@@ -1,45 +1,40 @@
-"""Applying a command: one transaction with the idempotency check, then delivery after commit."""
+"""Applying a command: one transaction with the idempotency check. What to do after commit
+(send replies, hand notices over, start follow-up work) is returned, for the task layer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
+from celery import Signature
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.commands import Command
-from core.logging import get_logger
 from db.models import ProcessedCommand
 from db.session import session_scope
 from workers import outbox
-from workers.notification_tasks import schedule_retries
 from workers.outbox import Replies
-
-log = get_logger(__name__)
 
 C = TypeVar("C", bound=Command)
 Handler = Callable[[Session, C, Replies], None]
 
 
-def run_command(command: C, handler: Handler[C]) -> bool:
-    """Apply `command` once; returns False when it had been applied already (a redelivery)."""
+@dataclass(frozen=True)
+class Outcome:
+    applied: bool  # False: applied before (a redelivery), nothing changed
+    inline: list[int]  # outbox rows to the actor: sent right after commit, by the same task
+    notices: list[int]  # rows to anyone else: handed to notifications.deliver
+    after_commit: list[Signature] = field(default_factory=list)
+
+
+def apply_command(command: C, handler: Handler[C]) -> Outcome:
+    """Apply `command` once, in one transaction."""
     structlog.contextvars.bind_contextvars(
         command=command.task_name, idempotency_key=command.idempotency_key
     )
-    applied, to_send, after_commit = _apply(command, handler)
-    log.info("command.applied" if applied else "command.duplicate", replies=len(to_send))
-    # Fast path: the reply goes out now; what fails stays pending for retries and the relay.
-    schedule_retries(outbox.deliver(to_send))
-    for hook in after_commit:
-        hook()
-    return applied
-
-
-def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int], list[Callable[[], object]]]:
-    """The transaction; returns whether it applied, the outbox rows to send after commit and
-    the work to start then."""
     with session_scope() as session:
         session.add(ProcessedCommand(key=command.idempotency_key, task_name=command.task_name))
         try:
@@ -47,9 +42,10 @@ def _apply(command: C, handler: Handler[C]) -> tuple[bool, list[int], list[Calla
             session.flush()
         except IntegrityError:
             session.rollback()
-            # Applied before: only retry what that run left unsent.
-            return False, outbox.pending_ids_for_key(session, command.idempotency_key), []
-        replies = Replies(session, command.idempotency_key)
+            # Applied before: only send what that run left unsent.
+            pending = outbox.pending_ids_for_key(session, command.idempotency_key)
+            return Outcome(False, pending, [])
+        replies = Replies.for_command(session, command.idempotency_key, command.actor.chat_id)
         handler(session, command, replies)
         session.flush()
-        return True, [row.id for row in replies.rows], replies.after_commit
+        return Outcome(True, replies.inline_ids(), replies.notice_ids(), replies.after_commit)

@@ -1,14 +1,15 @@
 """The outbox: messages are rows written in the command's transaction and sent after commit.
 
-A row is claimed with FOR UPDATE SKIP LOCKED while it is sent, so the fast path, the
-`notifications.deliver` task and the relay never send the same row twice.
+A row is claimed with a lease (state `sending` until `next_attempt_at`) in a short transaction
+(SKIP LOCKED), then sent outside any transaction, so the fast path, `notifications.deliver`, the
+drains and the relay never send the same row twice (see docs/design.md, Notifications).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
+from celery import Signature, signature
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
@@ -30,6 +32,7 @@ from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
 from workers.pacing import get_limiter
 from workers.telegram import get_client, method_for
+from workers.timing import MAX_PARKED_DELAY_S
 
 log = get_logger(__name__)
 
@@ -44,15 +47,42 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+DELIVER_TASK = "notifications.deliver"
+
+
 @dataclass
 class Replies:
-    """Collects the outbox rows a command writes; dedupe keys derive from the command's key."""
+    """The one way to send from the workers: outbox rows written in the caller's transaction.
+
+    A command's replies to its own actor are sent right after commit by the command's task (the
+    fast path); every other row (a notice to staff, a job's report) is handed to
+    `notifications.deliver`, so an interactive worker never waits on the rate limiter for 40
+    staff chats. Dedupe keys derive from `key`, so a retried command or job writes nothing new.
+    """
 
     session: Session
     key: str
+    # The acting user's chat: rows to it are the command's inline replies.
+    actor_chat_id: int | None = None
     rows: list[Outbox] = field(default_factory=list)
-    # Work that must only start once the transaction is committed (e.g. enqueue a drain).
-    after_commit: list[Callable[[], object]] = field(default_factory=list)
+    # Work to start once the transaction is committed (e.g. a broadcast's drains), as task
+    # signatures by name: the task layer sends them.
+    after_commit: list[Signature] = field(default_factory=list)
+
+    @classmethod
+    def for_command(cls, session: Session, key: str, actor_chat_id: int) -> Replies:
+        return cls(session, key, actor_chat_id)
+
+    @classmethod
+    def for_job(cls, session: Session, key: str) -> Replies:
+        """A scheduled job, a privacy task, the broadcast engine: every row is a notice."""
+        return cls(session, key)
+
+    def inline_ids(self) -> list[int]:
+        return [r.id for r in self.rows if r.chat_id == self.actor_chat_id]
+
+    def notice_ids(self) -> list[int]:
+        return [r.id for r in self.rows if r.chat_id != self.actor_chat_id]
 
     def send(
         self,
@@ -113,6 +143,22 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     # Rows to try again, with the earliest time they may go.
     retry_at: dict[int, datetime] = field(default_factory=dict)
+
+
+def deliver_signature(ids: Iterable[int]) -> Signature | None:
+    """Hand rows to `notifications.deliver` (None when there are none)."""
+    ids = sorted(ids)
+    return signature(DELIVER_TASK, args=(ids,)) if ids else None
+
+
+def retry_signature(report: Report) -> Signature | None:
+    """Retry rows when they are due (429's retry_after, or backoff). Only short waits are
+    parked on the broker; rows due later are sent by the relay, which runs every 30 s."""
+    soon = now() + timedelta(seconds=MAX_PARKED_DELAY_S)
+    due_soon = {i: at for i, at in report.retry_at.items() if as_utc(at) <= soon}
+    if not due_soon:
+        return None
+    return signature(DELIVER_TASK, args=(sorted(due_soon),), eta=max(due_soon.values()))
 
 
 def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
@@ -274,6 +320,22 @@ def _record(
         )
         if unreachable:
             _mark_unreachable(session, row, error_text or "")
+
+
+def due_ids(session: Session, *, limit: int) -> list[int]:
+    """Pending rows whose time has come, oldest due first; broadcasts drain in their own tasks."""
+    return list(
+        session.scalars(
+            select(Outbox.id)
+            .where(
+                Outbox.state == PENDING,
+                Outbox.next_attempt_at <= now(),
+                Outbox.batch_id.is_(None),
+            )
+            .order_by(Outbox.next_attempt_at)
+            .limit(limit)
+        )
+    )
 
 
 def release_expired_leases(session: Session, *where: ColumnElement[bool]) -> int:

@@ -48,7 +48,7 @@ def inproc_worker() -> Iterator[object]:
     Real messages, serialization and routing: the same kombu memory broker is shared by any
     producer in this process (the bot's CommandQueue included). Never task_always_eager.
     """
-    import workers.commands
+    import workers.command_tasks
     import workers.maintenance_tasks
     import workers.notification_tasks  # noqa: F401
     from workers.app import app

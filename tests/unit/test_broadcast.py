@@ -16,7 +16,7 @@ from core import commands as c
 from core.roles import Role
 from db.models import Broadcast, Outbox, User
 from tests.support.sandbox_api import SandboxAPI
-from workers.command_runner import run_command
+from workers.command_tasks import run_command
 from workers.commands import HANDLERS
 
 ADMIN = 9000
@@ -98,7 +98,7 @@ def test_only_admins_broadcast(sandbox: SandboxAPI, people: list[int]) -> None:
 def test_fan_out_is_one_insert_per_batch(
     db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers import broadcasts
+    from workers.broadcasts import engine
 
     with Session(db) as s:
         s.add_all(User(telegram_id=100_000 + i, role="resident") for i in range(2488))
@@ -110,7 +110,7 @@ def test_fan_out_is_one_insert_per_batch(
         if statement.startswith("INSERT INTO outbox"):
             inserts.append(statement)
 
-    monkeypatch.setattr(broadcasts, "start_draining", lambda broadcast_id: None)
+    monkeypatch.setattr(engine, "drain_signatures", lambda broadcast_id: [])
     event.listen(db, "before_cursor_execute", count)
     try:
         run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
@@ -171,11 +171,11 @@ def test_paid_broadcast_marks_its_messages(
     db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core.settings import get_settings
-    from workers import broadcasts
+    from workers.broadcasts import engine
 
     monkeypatch.setenv("PAID_BROADCAST", "true")
     get_settings.cache_clear()
-    monkeypatch.setattr(broadcasts, "start_draining", lambda broadcast_id: None)
+    monkeypatch.setattr(engine, "drain_signatures", lambda broadcast_id: [])
     bid = start()
     run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
     with Session(db) as s:

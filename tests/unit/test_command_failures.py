@@ -16,7 +16,7 @@ from core.commands import Actor, RegisterUser, idempotency_key
 from core.texts import t
 from db.models import DeadLetter, ProcessedCommand, User
 from tests.support.sandbox_api import SandboxAPI
-from workers import commands, dead_letters, failures
+from workers import command_tasks, dead_letters, failures
 
 pytestmark = pytest.mark.usefixtures("db", "inproc_worker")
 
@@ -62,7 +62,7 @@ def fast_retries(sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 def failing(monkeypatch: pytest.MonkeyPatch) -> Callable[[BaseException, int], list[int]]:
     """Make the next `times` runs of a command raise `error` (then behave), counting runs."""
 
-    real = commands.run_command
+    real = command_tasks.run_command
 
     def arrange(error: BaseException, times: int) -> list[int]:
         runs: list[int] = []
@@ -73,7 +73,7 @@ def failing(monkeypatch: pytest.MonkeyPatch) -> Callable[[BaseException, int], l
                 raise error
             return real(command, handler)
 
-        monkeypatch.setattr(commands, "run_command", flaky)
+        monkeypatch.setattr(command_tasks, "run_command", flaky)
         return runs
 
     return arrange

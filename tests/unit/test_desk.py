@@ -17,8 +17,9 @@ from core.domain import Action, Priority
 from core.roles import Role
 from core.texts import t
 from db.models import Comment, Request, RequestEvent, User
+from tests.support.follow_ups import run_follow_ups_inline
 from tests.support.sandbox_api import SandboxAPI
-from workers.command_runner import run_command
+from workers.command_tasks import run_command
 from workers.commands import HANDLERS
 
 RESIDENT, OTHER, STAFF, STAFF2, ADMIN = 1001, 1002, 2001, 2002, 3001
@@ -27,7 +28,7 @@ _updates = itertools.count(1000)
 
 @pytest.fixture(autouse=True)
 def no_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("workers.command_runner.schedule_retries", lambda report: None)
+    run_follow_ups_inline(monkeypatch)
 
 
 class Desk:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from core import commands as c
 from core.domain import Action, Priority
+from tests.support.follow_ups import run_follow_ups_inline
 from tests.support.sandbox_api import SandboxAPI
 from tests.unit.test_desk import ADMIN, RESIDENT, STAFF, Desk, make_desk
 
@@ -21,7 +22,7 @@ NOT_ALLOWED = "⛔ You are not allowed to do that."
 
 @pytest.fixture(autouse=True)
 def no_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("workers.command_runner.schedule_retries", lambda report: None)
+    run_follow_ups_inline(monkeypatch)
 
 
 @pytest.fixture

@@ -11,20 +11,17 @@ from core.menu import main_menu
 from core.roles import Role
 from core.texts import t
 from db.models import Outbox, ProcessedCommand, User
+from tests.support.follow_ups import run_follow_ups_inline
 from tests.support.sandbox_api import SandboxAPI
-from workers.command_runner import run_command
-from workers.commands import _register_user
+from workers.command_tasks import run_command
 from workers.maintenance_tasks import relay_outbox
+from workers.welcome import register_user as _register_user
 
 
 @pytest.fixture(autouse=True)
 def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[dict[int, object]]:
     """Retries the runner schedules, captured instead of published (see the worker test)."""
-    calls: list[dict[int, object]] = []
-    monkeypatch.setattr(
-        "workers.command_runner.schedule_retries", lambda report: calls.append(report.retry_at)
-    )
-    return calls
+    return run_follow_ups_inline(monkeypatch).retries
 
 
 def start(update_id: int, user_id: int = 1001, **actor: object) -> RegisterUser:
@@ -164,7 +161,9 @@ def test_rate_limited_send_waits_for_retry_after(
     db: Engine, sandbox: SandboxAPI, scheduled: list[dict[int, object]]
 ) -> None:
     sandbox.send_text(1001, "/start")
-    sandbox.fault("429", retry_after=30, count=1)
+    # 20 s: a wait under MAX_PARKED_DELAY_S is parked on the broker; longer ones are the
+    # relay's (see test_a_long_wait_is_left_to_the_relay).
+    sandbox.fault("429", retry_after=20, count=1)
     run_command(start(4), _register_user)
     with Session(db) as s:
         row = s.scalars(select(Outbox)).one()
@@ -172,8 +171,23 @@ def test_rate_limited_send_waits_for_retry_after(
     assert [list(retry) for retry in scheduled] == [[row.id]]
     assert (
         row.next_attempt_at.replace(tzinfo=None) - row.created_at.replace(tzinfo=None)
-    ).total_seconds() >= 29
+    ).total_seconds() >= 19
     assert relay_outbox() == {}  # not due yet
+
+
+def test_a_long_wait_is_left_to_the_relay(
+    db: Engine, sandbox: SandboxAPI, scheduled: list[dict[int, object]]
+) -> None:
+    """Nothing waits on the broker past its visibility timeout: the row waits in the database."""
+    sandbox.send_text(1001, "/start")
+    sandbox.fault("429", retry_after=300, count=1)
+    run_command(start(5), _register_user)
+    with Session(db) as s:
+        row = s.scalars(select(Outbox)).one()
+    assert row.state == "pending" and scheduled == []
+    assert (
+        row.next_attempt_at.replace(tzinfo=None) - row.created_at.replace(tzinfo=None)
+    ).total_seconds() >= 299
 
 
 def test_blocked_user_is_marked_unreachable_and_not_retried(

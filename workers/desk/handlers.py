@@ -38,7 +38,7 @@ from core.texts import Markup, t
 from db import requests as q
 from db.models import Attachment, Comment, Request, User
 from workers.desk import render
-from workers.desk.context import Ctx, viewer_for
+from workers.kit import Ctx, Keyboard, inline, require_admin, require_staff, viewer_for
 from workers.outbox import Replies
 
 
@@ -103,8 +103,7 @@ def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies
 
 def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    if ctx.role is Role.RESIDENT:
-        ctx.reply("refused.not_allowed")
+    if not require_staff(ctx):
         return
     # Every page, the first included, filters by the place exactly as the page buttons carry
     # it (cut to fit, without ":"), or pages would count and list different requests.
@@ -129,7 +128,7 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
 
 
 def _show_list(
-    ctx: Ctx, text: Markup, keyboard: render.Keyboard | None, edit_message_id: int | None
+    ctx: Ctx, text: Markup, keyboard: Keyboard | None, edit_message_id: int | None
 ) -> None:
     # A forged message id would only make Telegram refuse the edit: answer with a new list.
     if edit_message_id is None or not q.valid_id(edit_message_id):
@@ -301,7 +300,7 @@ def _notify_transition(
         extra = {}
         if command.action is Action.DONE:
             text = Markup(text + "\n\n" + t("rate.ask", lang, id=request.id))
-            extra["reply_markup"] = render.inline([render.rating_row(request.id)])
+            extra["reply_markup"] = inline([render.rating_row(request.id)])
         if (
             ctx.tell(author, text, about=request, **extra)
             and command.action is Action.DONE
@@ -356,8 +355,7 @@ def _notify_transition(
 
 def show_assignees(session: Session, command: ShowAssignees, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    if ctx.role is not Role.ADMIN:
-        ctx.reply("refused.not_allowed")
+    if not require_admin(ctx):
         return
     if q.request_by_id(session, command.request_id) is None:
         ctx.reply("refused.not_found", id=command.request_id)
@@ -446,8 +444,7 @@ def rate_request(session: Session, command: RateRequest, replies: Replies) -> No
 
 def set_role(session: Session, command: SetRole, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    if ctx.role is not Role.ADMIN:
-        ctx.reply("refused.not_allowed")
+    if not require_admin(ctx):
         return
     found = q.find_users(session, command.target)
     if not found:
@@ -469,8 +466,7 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
 
 def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    if ctx.role is not Role.ADMIN:
-        ctx.reply("refused.not_allowed")
+    if not require_admin(ctx):
         return
     page = q.staff_page(session, command.page, render.STAFF_PAGE_SIZE)
     if page.total == 0:
@@ -478,4 +474,4 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
         return
     text = render.staff_text(page.rows, q.open_counts(session), ctx.lang, page.number, page.pages)
     nav = render.nav_row(ctx.lang, kind="staff", page=page.number, pages=page.pages)
-    _show_list(ctx, text, render.inline([nav]) if nav else None, command.edit_message_id)
+    _show_list(ctx, text, inline([nav]) if nav else None, command.edit_message_id)

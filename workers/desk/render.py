@@ -6,7 +6,6 @@ import html
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from core import limits
@@ -23,6 +22,7 @@ from core.domain import (
 from core.settings import get_settings
 from core.texts import Markup, escape, t
 from db.models import Comment, Request, RequestEvent, User
+from workers.kit.keyboards import Keyboard, button, inline
 
 PAGE_SIZE = 5
 # 20 lines of at most ~100 characters: a /staff page stays far under Telegram's 4096.
@@ -35,8 +35,6 @@ CARD_COMMENTS = 5
 CARD_EVENTS = 8
 SNIPPET = 300  # characters of a comment or note shown in a card
 MIN_DESCRIPTION = 50
-
-Keyboard = dict[str, Any]
 
 
 def cut(text: str, limit: int) -> str:
@@ -72,15 +70,6 @@ def status_text(status: str, lang: str) -> Markup:
 
 def priority_text(priority: str, lang: str) -> Markup:
     return t(f"priority.{priority}", lang)
-
-
-def button(text: str, data: str) -> dict[str, str]:
-    assert len(data.encode()) <= limits.CALLBACK_DATA_MAX, data
-    return {"text": text, "callback_data": data}
-
-
-def inline(rows: Sequence[Sequence[dict[str, str]]]) -> Keyboard:
-    return {"inline_keyboard": [list(row) for row in rows if row]}
 
 
 # --- Cards -----------------------------------------------------------------------------------

@@ -112,3 +112,19 @@ class Ctx:
                 note=note,
             )
         )
+
+
+def require_admin(ctx: Ctx) -> bool:
+    """Admins only: anyone else is told so, and the handler stops."""
+    if ctx.role is Role.ADMIN:
+        return True
+    ctx.reply("refused.not_allowed")
+    return False
+
+
+def require_staff(ctx: Ctx) -> bool:
+    """Staff or admins only: anyone else is told so, and the handler stops."""
+    if ctx.role in (Role.STAFF, Role.ADMIN):
+        return True
+    ctx.reply("refused.not_allowed")
+    return False
