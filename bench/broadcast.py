@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.windows import busiest
+
 REDIS_URL = "redis://127.0.0.1:6379/12"
 SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "zavhoz_bench"
@@ -169,16 +171,6 @@ class Result:
         return self.rate / self.limit
 
 
-def busiest_window(times: list[float], span: float = 1.0) -> int:
-    """The most events in any half-open window (t - span, t], as the sandbox counts."""
-    times, best, lo = sorted(times), 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def tightest_span(times: list[float], count: int) -> float:
     """The shortest time in which `count` events arrived (inf when there are fewer)."""
     times = sorted(times)
@@ -231,7 +223,7 @@ def measure(
         rate=rate,
         limit=limit,
         busiest=int(stats["max_sends_in_1s_window"]),
-        busiest_tried=busiest_window([s["t"] for s in sends]),
+        busiest_tried=busiest([s["t"] for s in sends]),
         tightest_s=tightest_span([s["t"] for s in sends], limit + 1),
         rejected_429=int(stats["rejected_429"]),
         lost=len(chats) - len(per_chat),
@@ -294,18 +286,11 @@ def set_parallelism(parallelism: int) -> None:
 
 
 def outbox_left(broadcast_id: int) -> tuple[int, dict[str, int]]:
-    from sqlalchemy import func, select
-
-    from db.models import Outbox
     from db.session import session_scope
+    from workers.broadcasts.engine import counts as outbox_counts
 
     with session_scope() as session:
-        rows = session.execute(
-            select(Outbox.state, func.count())
-            .where(Outbox.batch_id == broadcast_id)
-            .group_by(Outbox.state)
-        ).all()
-    counts = {state: n for state, n in rows}
+        counts = outbox_counts(session, broadcast_id)
     return sum(n for state, n in counts.items() if state not in FINAL), counts
 
 

@@ -113,9 +113,8 @@ def open_queue(
     query = select(Request).where(Request.status.in_(statuses))
     if location:
         location = location.replace(":", "")
-        pattern = "%" + location.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         place = func.replace(Request.location, ":", "")
-        query = query.where(place.ilike(pattern, escape="\\"))
+        query = query.where(place.icontains(location, autoescape=True))
     query = query.order_by(_PRIORITY_RANK.desc(), Request.created_at, Request.id)
     return page_of(session, query, page, size)
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core.clock import now
 from core.queues import queue_for
 from db.models import DeadLetter
 from db.session import session_scope
@@ -62,9 +63,7 @@ def replay(ids: Sequence[int] | None) -> list[int]:
         app.send_task(task_name, kwargs={"command": command}, queue=queue_for(task_name))
         with session_scope() as session:
             session.execute(
-                update(DeadLetter)
-                .where(DeadLetter.id == letter_id)
-                .values(replayed_at=datetime.now(UTC))
+                update(DeadLetter).where(DeadLetter.id == letter_id).values(replayed_at=now())
             )
         sent.append(letter_id)
     return sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from core import clock
 from workers import outbox
 from workers.app import app, send_signatures
 from workers.broadcasts import engine
@@ -25,8 +26,8 @@ def drain(broadcast_id: int) -> int:
     handled, again_at = engine.drain_slice(broadcast_id)
     if again_at is not None:
         # A long wait (a 429's retry_after) is taken in steps: never parked past the cap.
-        latest = outbox.now() + timedelta(seconds=MAX_PARKED_DELAY_S)
-        drain.apply_async(args=(broadcast_id,), eta=min(outbox.as_utc(again_at), latest))
+        latest = clock.now() + timedelta(seconds=MAX_PARKED_DELAY_S)
+        drain.apply_async(args=(broadcast_id,), eta=min(clock.as_utc(again_at), latest))
     return handled
 
 

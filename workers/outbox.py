@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram.exceptions import (
@@ -26,6 +26,7 @@ from celery import Signature, signature
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
+from core.clock import as_utc, now
 from core.logging import get_logger
 from core.settings import get_settings
 from db.models import Outbox, RequestEvent, User
@@ -41,10 +42,6 @@ PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 DELIVER_TASK = "notifications.deliver"
@@ -123,11 +120,11 @@ class Replies:
 
 def pending_ids_for_key(session: Session, key: str) -> list[int]:
     """Rows a command wrote that are still unsent: a redelivery retries them, nothing more."""
-    prefix = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"
     return list(
         session.scalars(
             select(Outbox.id).where(
-                Outbox.dedupe_key.like(prefix, escape="\\"), Outbox.state == PENDING
+                Outbox.dedupe_key.startswith(key + ":", autoescape=True),
+                Outbox.state == PENDING,
             )
         )
     )
@@ -304,11 +301,6 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
 
 # The Bot API client's own timeout: a send that started before the lease's end finishes by it.
 _SEND_TIMEOUT_S = 30.0
-
-
-def as_utc(at: datetime) -> datetime:
-    # SQLite gives naive datetimes back (stored in UTC).
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _record(

@@ -9,14 +9,15 @@ import time
 from collections.abc import Callable
 
 from celery import Celery
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from core import commands as c
 from core.callbacks import BroadcastCb
-from db.models import Broadcast, Outbox, User
+from db.models import Broadcast, User
 from tests.support.processes import Processes
 from tests.support.sandbox_api import SandboxAPI
+from workers.broadcasts.engine import counts as outbox_counts
 
 ADMIN = 4242
 RESIDENTS = list(range(800_001, 800_151))  # 150 chats
@@ -113,13 +114,7 @@ def test_broadcast_with_faults_and_a_killed_worker(
     stats = live_sandbox.stats()
     assert stats["rejected_429"] >= 4
     with Session(engine) as s:
-        states = dict(
-            s.execute(
-                select(Outbox.state, func.count())
-                .where(Outbox.batch_id == broadcast_id)
-                .group_by(Outbox.state)
-            ).all()
-        )
+        states = outbox_counts(s, broadcast_id)
         broadcast = s.get(Broadcast, broadcast_id)
         unreachable = s.scalars(select(User.telegram_id).where(User.reachable.is_(False))).all()
     engine.dispose()

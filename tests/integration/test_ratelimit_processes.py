@@ -11,7 +11,7 @@ from multiprocessing.synchronize import Event
 import pytest
 import redis
 
-from tests.support.windows import busiest
+from sandbox.windows import busiest
 from workers.ratelimit import RateLimits, RedisRateLimiter
 
 REDIS_DB = 13  # this test's own database, flushed before and after

@@ -16,6 +16,7 @@ from core import commands as c
 from core.roles import Role
 from db.models import Broadcast, Outbox, User
 from tests.support.sandbox_api import SandboxAPI
+from workers.broadcasts.engine import counts
 from workers.command_tasks import run_command
 from workers.commands import HANDLERS
 
@@ -157,13 +158,7 @@ def test_429_storm_5xx_burst_and_a_blocked_user(
     assert sandbox.stats()["rejected_429"] >= 3
     with Session(db) as s:
         assert s.scalars(select(User.reachable).where(User.telegram_id == people[3])).one() is False
-        states = dict(
-            s.execute(
-                select(Outbox.state, func.count())
-                .where(Outbox.batch_id == bid)
-                .group_by(Outbox.state)
-            ).all()
-        )
+        states = counts(s, bid)
     assert states == {"sent": 11, "failed": 1}
 
 

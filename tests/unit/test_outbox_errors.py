@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core import clock
 from db.models import Outbox
 from db.session import session_scope
 from tests.support.sandbox_api import SandboxAPI
@@ -56,7 +57,7 @@ def test_an_html_error_page_is_transient(chat: SandboxAPI, db: Engine) -> None:
     assert outbox.deliver([row_id]).counts == {"retry": 1}
     failed = row(db, row_id)
     assert failed.state == "pending" and "ClientDecodeError" in (failed.last_error or "")
-    assert outbox.as_utc(failed.next_attempt_at) <= outbox.now() + timedelta(seconds=2)
+    assert clock.as_utc(failed.next_attempt_at) <= clock.now() + timedelta(seconds=2)
     assert deliver_when_due(row_id) == {"sent": 1}
     assert [m["text"] for m in chat.messages(CHAT)] == ["hello"]
 
@@ -101,5 +102,5 @@ def test_a_pause_longer_than_the_lease_gives_the_row_back_unsent(
     assert time.monotonic() - started < 2  # it did not sit on the claimed row
     back = row(db, row_id)
     assert (back.state, back.attempts) == ("pending", 0)
-    assert outbox.as_utc(back.next_attempt_at) >= outbox.now() + timedelta(seconds=290)
+    assert clock.as_utc(back.next_attempt_at) >= clock.now() + timedelta(seconds=290)
     assert chat.messages(CHAT) == []

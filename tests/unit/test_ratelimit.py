@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import fakeredis
 import pytest
 
-from tests.support.windows import busiest
+from sandbox.windows import busiest
 from workers.ratelimit import (
     LocalRateLimiter,
     RateLimiter,

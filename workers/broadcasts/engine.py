@@ -12,6 +12,7 @@ from celery import Signature, signature
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.callbacks import BroadcastCb
 from core.roles import Role
 from core.settings import get_settings
@@ -72,7 +73,7 @@ def fan_out(session: Session, broadcast: Broadcast) -> int:
     payload: dict[str, Any] = {"text": escape(broadcast.text), "parse_mode": "HTML"}
     if settings.paid_broadcast:
         payload["allow_paid_broadcast"] = True
-    now, total = outbox.now(), 0
+    now, total = clock.now(), 0
     for chunk in _chunks(session, broadcast.audience):
         session.execute(
             insert(Outbox),
@@ -107,7 +108,7 @@ def drain_signatures(broadcast_id: int) -> list[Signature]:
 def claim_stalled(session: Session) -> list[int]:
     """Broadcasts still sending whose drains went silent (their worker died): claimed (SKIP
     LOCKED, heartbeat set) so that one relay restarts each."""
-    now = outbox.now()
+    now = clock.now()
     stalled = list(
         session.scalars(
             select(Broadcast)
@@ -133,7 +134,7 @@ def drain_slice(broadcast_id: int, slice_s: float = DRAIN_SLICE_S) -> tuple[int,
     deadline, handled = time.monotonic() + slice_s, 0
     with session_scope() as session:  # the relay restarts drains whose heartbeat stops
         session.execute(
-            update(Broadcast).where(Broadcast.id == broadcast_id).values(heartbeat_at=outbox.now())
+            update(Broadcast).where(Broadcast.id == broadcast_id).values(heartbeat_at=clock.now())
         )
         # A drainer that died mid-send left its row claimed; once its lease is over, resend.
         outbox.release_expired_leases(session, Outbox.batch_id == broadcast_id)
@@ -144,7 +145,7 @@ def drain_slice(broadcast_id: int, slice_s: float = DRAIN_SLICE_S) -> tuple[int,
         outbox.send_claimed(row)
         handled += 1
     else:
-        return handled, outbox.now()  # time is up, not work: continue at once
+        return handled, clock.now()  # time is up, not work: continue at once
     with session_scope() as session:
         # Come back for retries, and for rows others are sending: if one of them dies, its
         # row's lease ends then (next_attempt_at) and this chain picks it up.
@@ -177,7 +178,7 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
         remaining = by_state.get(outbox.PENDING, 0) + by_state.get(outbox.SENDING, 0)
         going = broadcast.state == SENDING and remaining > 0
         if broadcast.state == SENDING and remaining == 0:
-            broadcast.state, broadcast.finished_at = DONE, outbox.now()
+            broadcast.state, broadcast.finished_at = DONE, clock.now()
         if broadcast.state == CANCELLED:
             return False, []  # the cancel command answered with the final numbers
         if broadcast.progress_message_id is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import clock
 from core import commands as c
 from core.callbacks import BroadcastCb
 from core.texts import t
@@ -86,7 +87,7 @@ def cancel_broadcast(session: Session, command: c.CancelBroadcast, replies: Repl
         .where(Outbox.batch_id == broadcast.id, Outbox.state == outbox.PENDING)
         .values(state=engine.CANCELLED)
     )
-    broadcast.state, broadcast.finished_at = engine.CANCELLED, outbox.now()
+    broadcast.state, broadcast.finished_at = engine.CANCELLED, clock.now()
     counts = engine.counts(session, broadcast.id)
     ctx.reply(
         "bc.cancelled",

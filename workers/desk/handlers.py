@@ -3,10 +3,11 @@ authorizes the actor from the database, applies the domain rules and writes repl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.callbacks import safe_fragment
 from core.commands import (
     AddComment,
@@ -40,15 +41,6 @@ from db.models import Attachment, Comment, Request, User
 from workers.desk import render
 from workers.kit import Ctx, Keyboard, inline, require_admin, require_staff, viewer_for
 from workers.outbox import Replies
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
 
 # --- Creating and viewing ---------------------------------------------------------------------
 
@@ -178,7 +170,7 @@ def _reopen_open(request: Request) -> bool:
     if request.done_at is None:
         return False
     window = timedelta(days=get_settings().reopen_window_days)
-    return _now() - _aware(request.done_at) <= window
+    return clock.now() - clock.as_utc(request.done_at) <= window
 
 
 def _locked(ctx: Ctx, request_id: int) -> Request | None:
@@ -218,7 +210,7 @@ def transition_request(session: Session, command: TransitionRequest, replies: Re
 
     old_assignee_id = request.assignee_id
     request.status = new_status.value
-    now = _now()
+    now = clock.now()
     if command.action is Action.ACCEPT:
         request.assignee_id, request.accepted_at = ctx.actor.id, now
     elif command.action is Action.ASSIGN and assignee is not None:
