@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from aiogram.types import CallbackQuery, Chat, Message, Update, User
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from core.commands import Actor, idempotency_key
+from aiogram.types import CallbackQuery, Chat, Message, User
 
+from bot.enqueue import CommandQueue
+from core.commands import Actor, Command, idempotency_key
 
-def actor_of(user: User, chat: Chat) -> Actor:
-    return Actor(
-        user_id=user.id,
-        chat_id=chat.id,
-        language=user.language_code,
-        username=user.username,
-        first_name=user.first_name,
-        last_name=user.last_name,
-    )
+C = TypeVar("C", bound=Command)
 
 
 def language_of(event: Message | CallbackQuery) -> str | None:
@@ -23,5 +18,56 @@ def language_of(event: Message | CallbackQuery) -> str | None:
     return event.from_user.language_code if event.from_user else None
 
 
-def key_of(update: Update) -> str:
-    return idempotency_key(update.update_id)
+@dataclass(frozen=True)
+class Envelope:
+    """What every command of one update carries, handed to its handler as `envelope` (see
+    `bot.middlewares.Envelopes`): the update's idempotency key and who acts where."""
+
+    key: str
+    user: User | None
+    chat: Chat | None  # None: a button under a message the bot can no longer see
+    commands: CommandQueue | None
+
+    @classmethod
+    def of(
+        cls, update_id: int, event: Message | CallbackQuery, commands: CommandQueue | None
+    ) -> Envelope:
+        if isinstance(event, Message):
+            chat: Chat | None = event.chat
+        else:
+            chat = event.message.chat if event.message else None
+        return cls(idempotency_key(update_id), event.from_user, chat, commands)
+
+    @property
+    def lang(self) -> str | None:
+        """The sender's Telegram language, which picks the texts of the bot's own replies."""
+        return self.user.language_code if self.user else None
+
+    @property
+    def actor(self) -> Actor:
+        """The sender in their chat; ask only once the event is known to have both."""
+        if self.user is None or self.chat is None:
+            raise LookupError("an update without a sender or a chat has no actor")
+        return Actor(
+            user_id=self.user.id,
+            chat_id=self.chat.id,
+            language=self.user.language_code,
+            username=self.user.username,
+            first_name=self.user.first_name,
+            last_name=self.user.last_name,
+        )
+
+    def build(self, command: type[C], /, **fields: Any) -> C:
+        """`command` of this update by this actor (a ValidationError for bad fields)."""
+        return command(idempotency_key=self.key, actor=self.actor, **fields)
+
+    async def enqueue(self, command: Command) -> None:
+        if self.commands is None:
+            raise RuntimeError("no CommandQueue in the dispatcher's data (`commands`)")
+        await self.commands.send(command)
+
+    async def send(self, command: type[C], /, **fields: Any) -> C:
+        """Build `command` of this update by this actor and enqueue it."""
+        built = self.build(command, **fields)
+        await self.enqueue(built)
+        return built

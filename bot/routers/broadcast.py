@@ -7,10 +7,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.actors import actor_of, key_of, language_of
-from bot.enqueue import CommandQueue
+from bot.actors import Envelope, language_of
+from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
 from core.callbacks import BroadcastCb
@@ -41,13 +41,9 @@ async def ask_audience(message: Message) -> None:
 
 
 async def on_button(
-    callback: CallbackQuery,
-    callback_data: BroadcastCb,
-    event_update: Update,
-    commands: CommandQueue,
-    state: FSMContext,
+    callback: CallbackQuery, callback_data: BroadcastCb, envelope: Envelope, state: FSMContext
 ) -> None:
-    language, message = language_of(callback), callback.message
+    language, message = envelope.lang, callback.message
     if message is None:
         await callback.answer(t("stale", language))
         return
@@ -60,23 +56,15 @@ async def on_button(
         )
     elif callback_data.action in ("confirm", "cancel") and callback_data.id > 0:
         model = c.ConfirmBroadcast if callback_data.action == "confirm" else c.CancelBroadcast
-        await commands.send(
-            model(
-                idempotency_key=key_of(event_update),
-                actor=actor_of(callback.from_user, message.chat),
-                broadcast_id=callback_data.id,
-            )
-        )
+        await envelope.send(model, broadcast_id=callback_data.id)
     else:
         await callback.answer(t("stale", language))
         return
     await callback.answer()
 
 
-async def on_text(
-    message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
-) -> None:
-    language, text = language_of(message), normalize(message.text or "")
+async def on_text(message: Message, envelope: Envelope, state: FSMContext) -> None:
+    language, text = envelope.lang, normalize(message.text or "")
     if not text:
         await message.answer(t("ask.text_expected", language, max=limits.BROADCAST_MAX))
         return
@@ -88,14 +76,7 @@ async def on_text(
     if message.from_user is None:
         return
     audience = (await state.get_data()).get("audience", "everyone")
-    await commands.send(
-        c.StartBroadcast(
-            idempotency_key=key_of(event_update),
-            actor=actor_of(message.from_user, message.chat),
-            audience=audience,
-            text=text,
-        )
-    )
+    await envelope.send(c.StartBroadcast, audience=audience, text=text)
     await state.clear()
 
 
@@ -105,7 +86,7 @@ async def cancel(message: Message, state: FSMContext) -> None:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = with_envelopes(Router(name=__name__))
     router.message.register(cancel, StateFilter(Compose.text), Command("cancel"))
     router.message.register(on_text, StateFilter(Compose.text), ~F.text.startswith("/"))
     router.message.register(ask_audience, Command("broadcast"))

@@ -8,10 +8,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.actors import actor_of, key_of, language_of
-from bot.enqueue import CommandQueue
+from bot.actors import Envelope, language_of
+from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
 from core.callbacks import ListCb, RequestCb
@@ -37,73 +37,37 @@ _PROMPTS = {
 }
 
 
-async def my_requests(message: Message, event_update: Update, commands: CommandQueue) -> None:
+async def my_requests(message: Message, envelope: Envelope) -> None:
     if message.from_user:
-        await commands.send(
-            c.ShowMyRequests(
-                idempotency_key=key_of(event_update),
-                actor=actor_of(message.from_user, message.chat),
-            )
-        )
+        await envelope.send(c.ShowMyRequests)
 
 
-async def queue(
-    message: Message,
-    event_update: Update,
-    commands: CommandQueue,
-    command: CommandObject | None = None,
-) -> None:
+async def queue(message: Message, envelope: Envelope, command: CommandObject | None = None) -> None:
     if message.from_user:
         location = normalize(command.args or "")[: limits.LOCATION_MAX] if command else ""
-        await commands.send(
-            c.ShowQueue(
-                idempotency_key=key_of(event_update),
-                actor=actor_of(message.from_user, message.chat),
-                location=location or None,
-            )
-        )
+        await envelope.send(c.ShowQueue, location=location or None)
 
 
-async def list_page(
-    callback: CallbackQuery, callback_data: ListCb, event_update: Update, commands: CommandQueue
-) -> None:
+async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: Envelope) -> None:
     message = callback.message
     if message is None:
-        await callback.answer(t("stale", language_of(callback)))
+        await callback.answer(t("stale", envelope.lang))
         return
-    actor = actor_of(callback.from_user, message.chat)
-    key = key_of(event_update)
+    page, edit = callback_data.page, message.message_id
     if callback_data.kind == "my":
-        await commands.send(
-            c.ShowMyRequests(
-                idempotency_key=key,
-                actor=actor,
-                page=callback_data.page,
-                edit_message_id=message.message_id,
-            )
-        )
+        await envelope.send(c.ShowMyRequests, page=page, edit_message_id=edit)
     elif callback_data.kind == "queue" and callback_data.status in ("", *Status):
-        await commands.send(
-            c.ShowQueue(
-                idempotency_key=key,
-                actor=actor,
-                page=callback_data.page,
-                status=Status(callback_data.status) if callback_data.status else None,
-                location=callback_data.loc or None,
-                edit_message_id=message.message_id,
-            )
+        await envelope.send(
+            c.ShowQueue,
+            page=page,
+            status=Status(callback_data.status) if callback_data.status else None,
+            location=callback_data.loc or None,
+            edit_message_id=edit,
         )
     elif callback_data.kind == "staff":
-        await commands.send(
-            c.ListStaff(
-                idempotency_key=key,
-                actor=actor,
-                page=callback_data.page,
-                edit_message_id=message.message_id,
-            )
-        )
+        await envelope.send(c.ListStaff, page=page, edit_message_id=edit)
     else:
-        await callback.answer(t("stale", language_of(callback)))
+        await callback.answer(t("stale", envelope.lang))
         return
     await callback.answer()
 
@@ -136,41 +100,34 @@ def _skip_keyboard(request_id: int, language: str | None) -> InlineKeyboardMarku
 
 
 async def request_action(
-    callback: CallbackQuery,
-    callback_data: RequestCb,
-    event_update: Update,
-    commands: CommandQueue,
-    state: FSMContext,
+    callback: CallbackQuery, callback_data: RequestCb, envelope: Envelope, state: FSMContext
 ) -> None:
     """One handler for every request button; unknown or malformed data is refused here (an id
     out of range never unpacks: the fallback router answers that press), and anything
     well-formed is still checked by the worker (a modified client can forge it)."""
     message = callback.message
-    language = language_of(callback)
+    language = envelope.lang
     if message is None:
         await callback.answer(t("stale", language))
         return
-    actor = actor_of(callback.from_user, message.chat)
-    base = {"idempotency_key": key_of(event_update), "actor": actor}
     rid, action, arg = callback_data.id, callback_data.action, callback_data.arg
-    command: c.Command | None = None
     if action == "open":
-        command = c.ShowRequest(**base, request_id=rid)
+        await envelope.send(c.ShowRequest, request_id=rid)
     elif action in _DIRECT:
-        command = c.TransitionRequest(**base, request_id=rid, action=Action(action))
+        await envelope.send(c.TransitionRequest, request_id=rid, action=Action(action))
     elif action == "assign":
-        command = c.ShowAssignees(**base, request_id=rid)
+        await envelope.send(c.ShowAssignees, request_id=rid)
     elif action == "assignto" and (assignee := parse_id(arg, TELEGRAM_ID_LIMIT)):
-        command = c.TransitionRequest(
-            **base, request_id=rid, action=Action.ASSIGN, assignee=assignee
+        await envelope.send(
+            c.TransitionRequest, request_id=rid, action=Action.ASSIGN, assignee=assignee
         )
     elif action == "done_skip" and await state.get_state() == Ask.closing.state:
         await state.clear()
-        command = c.TransitionRequest(**base, request_id=rid, action=Action.DONE)
+        await envelope.send(c.TransitionRequest, request_id=rid, action=Action.DONE)
     elif action == "setprio" and arg in _PRIORITIES:
-        command = c.ChangePriority(**base, request_id=rid, priority=Priority(arg))
+        await envelope.send(c.ChangePriority, request_id=rid, priority=Priority(arg))
     elif action == "rate" and arg in {"1", "2", "3", "4", "5"}:
-        command = c.RateRequest(**base, request_id=rid, rating=int(arg))
+        await envelope.send(c.RateRequest, request_id=rid, rating=int(arg))
     elif action == "priority":
         await message.answer(
             t("ask.priority", language, id=rid), reply_markup=_priority_keyboard(rid, language)
@@ -184,16 +141,12 @@ async def request_action(
     else:
         await callback.answer(t("stale", language))
         return
-    if command is not None:
-        await commands.send(command)
     await callback.answer()
 
 
-async def answer_prompt(
-    message: Message, event_update: Update, commands: CommandQueue, state: FSMContext
-) -> None:
+async def answer_prompt(message: Message, envelope: Envelope, state: FSMContext) -> None:
     """The text (or, when closing, a photo) asked for by a reject/comment/done button."""
-    language = language_of(message)
+    language = envelope.lang
     current = await state.get_state()
     text = normalize(message.text or message.caption or "")
     photo = message.photo[-1].file_id if message.photo and current == Ask.closing.state else None
@@ -208,20 +161,18 @@ async def answer_prompt(
     if message.from_user is None:
         return
     rid = int((await state.get_data())["request_id"])
-    base = {
-        "idempotency_key": key_of(event_update),
-        "actor": actor_of(message.from_user, message.chat),
-    }
-    command: c.Command
     if current == Ask.reason.state:
-        command = c.TransitionRequest(**base, request_id=rid, action=Action.REJECT, note=text)
+        await envelope.send(c.TransitionRequest, request_id=rid, action=Action.REJECT, note=text)
     elif current == Ask.comment.state:
-        command = c.AddComment(**base, request_id=rid, text=text)
+        await envelope.send(c.AddComment, request_id=rid, text=text)
     else:
-        command = c.TransitionRequest(
-            **base, request_id=rid, action=Action.DONE, note=text or None, file_id=photo
+        await envelope.send(
+            c.TransitionRequest,
+            request_id=rid,
+            action=Action.DONE,
+            note=text or None,
+            file_id=photo,
         )
-    await commands.send(command)
     await state.clear()
 
 
@@ -230,11 +181,9 @@ async def cancel_prompt(message: Message, state: FSMContext) -> None:
     await message.answer(t("action.cancelled", language_of(message)))
 
 
-async def grant(
-    message: Message, command: CommandObject, event_update: Update, commands: CommandQueue
-) -> None:
+async def grant(message: Message, command: CommandObject, envelope: Envelope) -> None:
     parts = normalize(command.args or "").split()
-    language = language_of(message)
+    language = envelope.lang
     if message.from_user is None:
         return
     if command.command == "grant":
@@ -251,28 +200,16 @@ async def grant(
     if target is None:
         await message.answer(t("input.bad_user", language, target=parts[0][:64]))
         return
-    await commands.send(
-        c.SetRole(
-            idempotency_key=key_of(event_update),
-            actor=actor_of(message.from_user, message.chat),
-            target=target,
-            role=role,
-        )
-    )
+    await envelope.send(c.SetRole, target=target, role=role)
 
 
-async def staff(message: Message, event_update: Update, commands: CommandQueue) -> None:
+async def staff(message: Message, envelope: Envelope) -> None:
     if message.from_user:
-        await commands.send(
-            c.ListStaff(
-                idempotency_key=key_of(event_update),
-                actor=actor_of(message.from_user, message.chat),
-            )
-        )
+        await envelope.send(c.ListStaff)
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = with_envelopes(Router(name=__name__))
     prompts = StateFilter(Ask.reason, Ask.comment, Ask.closing)
     router.message.register(cancel_prompt, prompts, Command("cancel"))
     router.message.register(answer_prompt, prompts, ~F.text.startswith("/"))

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
-from aiogram.types import Message, Update
+from aiogram.types import Message
 
-from bot.actors import actor_of, key_of, language_of
-from bot.enqueue import CommandQueue
+from bot.actors import Envelope, language_of
+from bot.middlewares import with_envelopes
 from core.commands import RegisterUser
 from core.texts import all_translations, t
 
 
-async def start(message: Message, event_update: Update, commands: CommandQueue) -> None:
+async def start(message: Message, envelope: Envelope) -> None:
     if message.from_user is None:
         return
     # The welcome depends on the user's role, which only the worker knows.
-    await commands.send(
-        RegisterUser(
-            idempotency_key=key_of(event_update),
-            actor=actor_of(message.from_user, message.chat),
-        )
-    )
+    await envelope.send(RegisterUser)
 
 
 async def help_(message: Message) -> None:
@@ -29,7 +24,7 @@ async def help_(message: Message) -> None:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = with_envelopes(Router(name=__name__))
     router.message.register(start, CommandStart())
     router.message.register(help_, Command("help"))
     router.message.register(help_, F.text.in_(all_translations("menu.help")))
