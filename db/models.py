@@ -233,6 +233,8 @@ class ProcessedCommand(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     task_name: Mapped[str] = mapped_column(String(64))
+    # A hash of the command: the same key with another command is a new action, not a retry.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -13,10 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.commands import Command
+from core.logging import get_logger
 from db.models import ProcessedCommand
 from db.session import session_scope
 from workers import outbox
 from workers.outbox import Replies
+
+log = get_logger(__name__)
 
 C = TypeVar("C", bound=Command)
 Handler = Callable[[Session, C, Replies], None]
@@ -30,22 +35,43 @@ class Outcome:
     after_commit: list[Signature] = field(default_factory=list)
 
 
+def fingerprint(command: Command) -> str:
+    body = json.dumps(command.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def apply_command(command: C, handler: Handler[C]) -> Outcome:
     """Apply `command` once, in one transaction."""
     structlog.contextvars.bind_contextvars(
         command=command.task_name, idempotency_key=command.idempotency_key
     )
+    mark = fingerprint(command)
+    key = command.idempotency_key
     with session_scope() as session:
-        session.add(ProcessedCommand(key=command.idempotency_key, task_name=command.task_name))
-        try:
-            # Concurrent duplicates block here on the unique key until the first one commits.
-            session.flush()
-        except IntegrityError:
-            session.rollback()
+        seen = _claim_key(session, key, command.task_name, mark)
+        if seen is not None and seen != mark:
+            # The key was used by another command: update ids numbered again from the start
+            # (a restarted Bot API server, or Telegram after a quiet week). A new action.
+            log.warning("command.key_reused", previous_fingerprint=seen[:12])
+            key = f"{key}#{mark[:16]}"
+            seen = _claim_key(session, key, command.task_name, mark)
+        if seen is not None:
             # Applied before: only send what that run left unsent.
-            pending = outbox.pending_ids_for_key(session, command.idempotency_key)
-            return Outcome(False, pending, [])
-        replies = Replies.for_command(session, command.idempotency_key, command.actor.chat_id)
+            return Outcome(False, outbox.pending_ids_for_key(session, key), [])
+        replies = Replies.for_command(session, key, command.actor.chat_id)
         handler(session, command, replies)
         session.flush()
         return Outcome(True, replies.inline_ids(), replies.notice_ids(), replies.after_commit)
+
+
+def _claim_key(session: Session, key: str, task_name: str, mark: str) -> str | None:
+    """Store the key; None when it is new, else the fingerprint stored with it (a row from
+    before fingerprints counts as this very command)."""
+    try:
+        # Concurrent duplicates block here on the unique key until the first one commits.
+        with session.begin_nested():
+            session.add(ProcessedCommand(key=key, task_name=task_name, fingerprint=mark))
+        return None
+    except IntegrityError:
+        stored = session.get(ProcessedCommand, key)
+        return (stored.fingerprint or mark) if stored is not None else mark

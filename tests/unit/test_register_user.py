@@ -65,6 +65,20 @@ def test_a_redelivered_start_changes_nothing_and_sends_nothing(
     assert len(sandbox.messages(1001)) == 1
 
 
+def test_a_reused_update_id_with_another_command_is_applied(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    """Update ids numbered from the start again (a restarted Bot API server, or Telegram after
+    a quiet week): the same key with another command is a new action, not a duplicate."""
+    for user in (1001, 1002):
+        sandbox.send_text(user, "/start")
+    assert run_command(start(1, user_id=1001, first_name="Ann"), _register_user) is True
+    assert run_command(start(1, user_id=1002, first_name="Bob"), _register_user) is True
+    assert run_command(start(1, user_id=1002, first_name="Bob"), _register_user) is False
+    assert count(db, User) == 2
+    assert [len(sandbox.messages(u)) for u in (1001, 1002)] == [1, 1]
+
+
 def test_a_second_start_refreshes_the_same_profile(db: Engine, sandbox: SandboxAPI) -> None:
     sandbox.send_text(1001, "/start")
     run_command(start(1, first_name="Ann", language="en"), _register_user)
