@@ -26,6 +26,7 @@ from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
 from core.observability import init_sentry
+from core.readiness import mark_ready
 from core.settings import Settings
 from core.texts import LANGUAGES, t
 
@@ -129,6 +130,7 @@ async def run_polling(settings: Settings) -> None:
         await bot.delete_webhook(drop_pending_updates=False)
         await _set_commands(bot)
         log.info("bot.polling", api=settings.api_url)
+        mark_ready("bot")
         # Updates are handled one by one: the offset moves past an update only after its
         # command is in the broker, so a broker outage holds the updates at Telegram.
         await dp.start_polling(bot, handle_as_tasks=False, handle_signals=True)

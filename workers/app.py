@@ -117,6 +117,20 @@ def _init_sentry(**_: Any) -> None:
     init_sentry(get_settings(), [CeleryIntegration(monitor_beat_tasks=True)])
 
 
+@signals.worker_ready.connect
+def _worker_ready(**_: Any) -> None:
+    from core.readiness import mark_ready
+
+    mark_ready("worker")
+
+
+@signals.beat_init.connect
+def _beat_ready(**_: Any) -> None:
+    from core.readiness import mark_ready
+
+    mark_ready("beat")
+
+
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from db.session import dispose_engine

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from core.queues import ALL_QUEUES
 from core.settings import SANDBOX_URL, get_settings
@@ -102,25 +105,37 @@ def _chat(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     """The whole system on one machine: sandbox (without a token), migrations, worker, beat, bot."""
+    from core.readiness import ENV as READY_ENV
     from db import migrate
 
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    ready_dir = settings.var_dir / "ready"
+    shutil.rmtree(ready_dir, ignore_errors=True)
+    env = {**os.environ, READY_ENV: str(ready_dir)}
     exe = [sys.executable, "-m", "zavhoz"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     api_url = settings.api_url
     if settings.bot_token is None and settings.telegram_api_url is None:
+        if not _port_free(args.sandbox_port):
+            print(
+                f"zavhoz: port {args.sandbox_port} is busy (another zavhoz up?); choose another"
+                f" with: zavhoz up --sandbox-port PORT",
+                file=sys.stderr,
+            )
+            return 2
         api_url = env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{args.sandbox_port}"
         sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port)]
-        children.append(("sandbox", subprocess.Popen(sandbox, env=env)))
+        children.append(("sandbox", _child(sandbox, env)))
     migrate.upgrade()
     # One process with threads: without Redis the rate limiter lives in process memory, so
     # a single process is what keeps Telegram's limits.
     worker = [*exe, "worker", "--", "-P", "threads", "-c", "4"]
-    children.append(("worker", subprocess.Popen(worker, env=env)))
-    children.append(("beat", subprocess.Popen([*exe, "beat"], env=env)))
-    children.append(("bot", subprocess.Popen([*exe, "bot"], env=env)))
+    children.append(("worker", _child(worker, env)))
+    children.append(("beat", _child([*exe, "beat"], env)))
+    children.append(("bot", _child([*exe, "bot"], env)))
+    if not _wait_ready(ready_dir, ("worker", "beat", "bot"), children):
+        return _stop_in_order(children, 1)
     broker = "Redis" if settings.redis_url else "an embedded broker under " + str(settings.var_dir)
     print(
         f"\nzavhoz is up: Bot API at {api_url}, {broker}, database {settings.db_url}.\n"
@@ -130,6 +145,40 @@ def _up(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _supervise(children)
+
+
+def _child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own: the terminal's Ctrl-C reaches only `up`, which stops the children
+    # in order (see _stop_in_order) instead of all at once.
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ready(
+    ready_dir: Path,
+    names: Sequence[str],
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    timeout: float = 120,
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((ready_dir / name).exists() for name in names):
+            return True
+        for name, child in children:
+            if child.poll() is not None:
+                print(f"zavhoz: {name} exited with {child.returncode}", file=sys.stderr)
+                return False
+        time.sleep(0.1)
+    print(f"zavhoz: not ready after {timeout:.0f} s; stopping", file=sys.stderr)
+    return False
 
 
 def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
@@ -148,14 +197,26 @@ def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
                 print(f"zavhoz: {name} exited with {child.returncode}; stopping", file=sys.stderr)
                 code, stopping = 1, True
         time.sleep(0.2)
-    for _, child in reversed(children):
-        if child.poll() is None:
-            child.terminate()
-    for _, child in children:
+    return _stop_in_order(children, code)
+
+
+# Who stops first: the bot (no new updates), then the worker (finishes or hands back what it
+# holds), then beat, and the sandbox last, so pending sends still reach it.
+_STOP_ORDER = ("bot", "worker", "beat", "sandbox")
+
+
+def _stop_in_order(children: list[tuple[str, subprocess.Popen[bytes]]], code: int) -> int:
+    by_name = dict(children)
+    for name in _STOP_ORDER:
+        child = by_name.get(name)
+        if child is None or child.poll() is not None:
+            continue
+        child.terminate()
         try:
-            child.wait(timeout=15)
+            child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
     return code
 
 
