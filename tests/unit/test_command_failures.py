@@ -35,7 +35,7 @@ def send(command: RegisterUser | dict[str, Any]) -> None:
     app.send_task(RegisterUser.task_name, kwargs=kwargs)
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -59,18 +59,19 @@ def fast_retries(sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def failing(monkeypatch: pytest.MonkeyPatch) -> Callable[[BaseException, int], list[int]]:
-    """Make the next `times` runs of a command raise `error` (then behave), counting runs."""
-
+def failing(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[int]]:
+    """Make the next `times` runs of the command with `key` raise `error` (then behave),
+    counting its runs (a message of another test still in the broker is not counted)."""
     real = command_tasks.run_command
 
-    def arrange(error: BaseException, times: int) -> list[int]:
+    def arrange(error: BaseException, times: int, key: str | None = None) -> list[int]:
         runs: list[int] = []
 
         def flaky(command: Any, handler: Any) -> bool:
-            runs.append(1)
-            if len(runs) <= times:
-                raise error
+            if key is None or command.idempotency_key == key:
+                runs.append(1)
+                if len(runs) <= times:
+                    raise error
             return real(command, handler)
 
         monkeypatch.setattr(command_tasks, "run_command", flaky)
@@ -103,10 +104,10 @@ def test_the_outage_budget_covers_the_configured_time(monkeypatch: pytest.Monkey
 
 @pytest.mark.usefixtures("fast_retries")
 def test_a_command_meeting_an_outage_is_applied_once_it_is_over(
-    db: Engine, sandbox: SandboxAPI, failing: Callable[[BaseException, int], list[int]]
+    db: Engine, sandbox: SandboxAPI, failing: Callable[..., list[int]]
 ) -> None:
     sandbox.send_text(1001, "/start")
-    runs = failing(outage(), 7)  # more than the old fixed retry count (5)
+    runs = failing(outage(), 7, key="tg-update:1")  # more than the old retry count (5)
     send(start(1))
     wait_for(lambda: count(db, User) == 1)
     assert len(runs) == 8
@@ -116,10 +117,10 @@ def test_a_command_meeting_an_outage_is_applied_once_it_is_over(
 
 @pytest.mark.usefixtures("fast_retries")
 def test_a_command_failing_for_its_own_reasons_is_dead_lettered_and_the_user_told(
-    db: Engine, sandbox: SandboxAPI, failing: Callable[[BaseException, int], list[int]]
+    db: Engine, sandbox: SandboxAPI, failing: Callable[..., list[int]]
 ) -> None:
     sandbox.send_text(1001, "/start")
-    runs = failing(DataError("INSERT", {}, ValueError("bad content")), 100)
+    runs = failing(DataError("INSERT", {}, ValueError("bad content")), 100, key="tg-update:2")
     send(start(2))
     wait_for(lambda: count(db, DeadLetter) == 1)
     with Session(db) as s:
@@ -150,7 +151,7 @@ def test_a_command_failing_for_its_own_reasons_is_dead_lettered_and_the_user_tol
 def test_an_outage_longer_than_the_budget_is_dead_lettered_not_dropped(
     db: Engine,
     sandbox: SandboxAPI,
-    failing: Callable[[BaseException, int], list[int]],
+    failing: Callable[..., list[int]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COMMAND_RETRY_SECONDS", "0.5")
@@ -158,7 +159,7 @@ def test_an_outage_longer_than_the_budget_is_dead_lettered_not_dropped(
 
     get_settings.cache_clear()
     sandbox.send_text(1001, "/start")
-    runs = failing(outage(), 1000)
+    runs = failing(outage(), 1000, key="tg-update:3")
     send(start(3))
     wait_for(lambda: count(db, DeadLetter) == 1)
     assert len(runs) == failures.outage_retries() + 1
