@@ -299,10 +299,11 @@ def warm_up(workers: int, run: str, timeout: float = 60.0) -> None:
     has made its first Bot API call before the measurement; then the limiter's window empties."""
     from sqlalchemy import func, select
 
+    from core.clock import now
+    from core.states import OutboxState
     from db.models import Outbox
     from db.session import session_scope
     from workers.notification_tasks import deliver
-    from workers.outbox import PENDING, SENT, now
 
     with session_scope() as session:
         rows = [
@@ -311,7 +312,7 @@ def warm_up(workers: int, run: str, timeout: float = 60.0) -> None:
                 chat_id=ADMIN_CHAT,
                 method="sendMessage",
                 payload={"chat_id": ADMIN_CHAT, "text": f"warm-up {i}"},
-                state=PENDING,
+                state=OutboxState.PENDING,
                 attempts=0,
                 next_attempt_at=now(),
             )
@@ -326,7 +327,7 @@ def warm_up(workers: int, run: str, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline:
         with session_scope() as session:
             sent = session.scalar(
-                select(func.count()).where(Outbox.id.in_(ids), Outbox.state == SENT)
+                select(func.count()).where(Outbox.id.in_(ids), Outbox.state == OutboxState.SENT)
             )
         if sent == len(ids):
             break

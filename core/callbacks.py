@@ -1,28 +1,57 @@
 """Callback data of inline buttons: one definition for the worker (which draws most buttons)
 and the bot (which parses the presses). Packed data stays under Telegram's 64 bytes; the
-worker re-checks everything a button claims (it can be forged)."""
+worker re-checks everything a button claims (it can be forged).
+
+Every verb is a StrEnum, so data that names an unknown one fails to unpack (the fallback
+router answers the press as stale). The values are the strings already in users' chats: keep
+them."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 from pydantic import Field
 
+from core.domain import Action
+from core.roles import Audience
 from core.user_input import DB_ID_LIMIT, PAGE_LIMIT
 
 
-class RequestCb(CallbackData, prefix="rq"):
-    """An action on request `id`: a domain Action, or open/comment/priority/setprio/rate/assignto.
-    `arg` carries the chosen value (priority, rating, assignee's Telegram id)."""
+class CardVerb(StrEnum):
+    """A request button that is not a domain Action (those are `core.domain.Action`: accept,
+    start, cancel and reopen apply at once; reject and done ask for a note first; assign shows
+    the staff to choose from, then ASSIGN_TO applies it). Values differ from Action's."""
 
-    action: str
+    OPEN = "open"  # show the card
+    COMMENT = "comment"  # ask for a comment
+    PRIORITY_MENU = "priority"  # show the priorities
+    SET_PRIORITY = "setprio"  # arg: the priority
+    RATE = "rate"  # arg: 1-5
+    ASSIGN_TO = "assignto"  # arg: the assignee's Telegram id
+    SKIP_NOTE = "done_skip"  # close without the closing note asked for
+
+
+class RequestCb(CallbackData, prefix="rq"):
+    """An action on request `id`: a domain Action or a CardVerb (disjoint values, so the packed
+    data is the same string it always was). `arg` carries the chosen value (priority, rating,
+    assignee's Telegram id)."""
+
+    action: Action | CardVerb
     id: int = Field(gt=0, lt=DB_ID_LIMIT)  # out of range: a forged button, refused on unpack
     arg: str = ""
 
 
-class ListCb(CallbackData, prefix="ls"):
-    """A page of a list: kind my|queue|staff; for the queue an optional status and place filter."""
+class ListKind(StrEnum):
+    MY = "my"
+    QUEUE = "queue"
+    STAFF = "staff"
 
-    kind: str
+
+class ListCb(CallbackData, prefix="ls"):
+    """A page of a list; for the queue an optional status and place filter."""
+
+    kind: ListKind
     page: int = Field(ge=0, lt=PAGE_LIMIT)
     status: str = ""
     loc: str = ""
@@ -35,9 +64,15 @@ def safe_fragment(text: str, max_bytes: int = 24) -> str:
     return encoded.decode(errors="ignore").strip()
 
 
-class BroadcastCb(CallbackData, prefix="bc"):
-    """aud (choose the audience, `arg`), confirm or cancel broadcast `id`."""
+class BroadcastVerb(StrEnum):
+    AUDIENCE = "aud"  # arg: the audience chosen
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
 
-    action: str
+
+class BroadcastCb(CallbackData, prefix="bc"):
+    """Choose the audience (`arg`), confirm or cancel broadcast `id`."""
+
+    action: BroadcastVerb
     id: int = Field(default=0, ge=0, lt=DB_ID_LIMIT)
-    arg: str = ""
+    arg: Audience | None = None  # packed as "" when there is none

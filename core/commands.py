@@ -15,7 +15,7 @@ from pydantic import (
 
 from core import limits
 from core.domain import Action, Priority, Status
-from core.roles import Role
+from core.roles import Audience, Role
 from core.user_input import (
     DB_ID_LIMIT,
     PAGE_LIMIT,
@@ -221,7 +221,6 @@ class ListStaff(Command):
 
 # --- Broadcasts -------------------------------------------------------------------------------
 
-Audience = Literal["residents", "staff", "everyone"]
 BroadcastText = Annotated[
     str, _Visible, StringConstraints(min_length=1, max_length=limits.BROADCAST_MAX)
 ]

@@ -48,6 +48,28 @@ class Action(StrEnum):
     REOPEN = "reopen"  # by the author, after done, within the window
 
 
+class EventAction(StrEnum):
+    """What a request's history records (`RequestEvent.action`): each transition by its
+    Action's value, and the changes that are not transitions."""
+
+    ACCEPT = Action.ACCEPT.value
+    ASSIGN = Action.ASSIGN.value  # the note holds the assignee's internal id
+    START = Action.START.value
+    DONE = Action.DONE.value
+    REJECT = Action.REJECT.value
+    CANCEL = Action.CANCEL.value
+    REOPEN = Action.REOPEN.value
+    CREATED = "created"
+    COMMENT = "comment"
+    PRIORITY = "priority"  # from_status/to_status hold the old and new priority
+    RATED = "rated"  # the note holds the rating
+    UNDELIVERED = "undelivered"  # a notice did not arrive; the note holds the user's id
+
+    @classmethod
+    def of(cls, action: Action) -> EventAction:
+        return cls(action.value)
+
+
 class Who(StrEnum):
     """Who may take a transition (checked against the actor's role and relation)."""
 

@@ -24,7 +24,11 @@ def deliver(ids: list[int]) -> dict[str, int]:
 def drain(broadcast_id: int) -> int:
     """One slice of draining a broadcast, then a successor (at once, or when rows are due)."""
     handled, again_at = engine.drain_slice(broadcast_id)
-    if again_at is not None:
+    if again_at is None:
+        # Nothing left: the final numbers are shown even if the progress chain was lost with
+        # a killed worker (several drains ending at once write them once: same numbers, same key).
+        broadcast_progress.delay(broadcast_id)
+    else:
         # A long wait (a 429's retry_after) is taken in steps: never parked past the cap.
         latest = clock.now() + timedelta(seconds=MAX_PARKED_DELAY_S)
         drain.apply_async(args=(broadcast_id,), eta=min(clock.as_utc(again_at), latest))

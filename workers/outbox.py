@@ -27,8 +27,10 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import as_utc, now
+from core.domain import EventAction
 from core.logging import get_logger
 from core.settings import get_settings
+from core.states import OutboxState
 from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
 from workers.pacing import get_limiter
@@ -37,7 +39,7 @@ from workers.timing import MAX_PARKED_DELAY_S
 
 log = get_logger(__name__)
 
-PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
+# Kept for callers outside the workers (bench/broadcast.py); the workers use OutboxState.
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
@@ -97,7 +99,7 @@ class Replies:
             request_id=request_id,
             method=method,
             payload={"chat_id": chat_id, **payload},
-            state=PENDING,
+            state=OutboxState.PENDING,
             attempts=0,
             next_attempt_at=now(),
         )
@@ -124,7 +126,7 @@ def pending_ids_for_key(session: Session, key: str) -> list[int]:
         session.scalars(
             select(Outbox.id).where(
                 Outbox.dedupe_key.startswith(key + ":", autoescape=True),
-                Outbox.state == PENDING,
+                Outbox.state == OutboxState.PENDING,
             )
         )
     )
@@ -180,7 +182,7 @@ def _due_later(row_id: int) -> datetime | None:
     early, or a 429 seen meanwhile), when it will be; otherwise None."""
     with session_scope() as session:
         row = session.get(Outbox, row_id)
-        if row is None or row.state != PENDING:
+        if row is None or row.state != OutboxState.PENDING:
             return None
         return row.next_attempt_at
 
@@ -193,7 +195,7 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
     with session_scope() as session:
         row = session.scalars(
             select(Outbox)
-            .where(Outbox.state == PENDING, Outbox.next_attempt_at <= now(), *where)
+            .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now(), *where)
             .order_by(Outbox.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -201,7 +203,7 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
         if row is None:
             return None  # sent already, not due, or another worker has it
         lease = timedelta(seconds=get_settings().outbox_lease_seconds)
-        row.state, row.next_attempt_at = SENDING, now() + lease
+        row.state, row.next_attempt_at = OutboxState.SENDING, now() + lease
         row.attempts += 1
         session.flush()
         session.expunge(row)
@@ -220,7 +222,7 @@ MAX_LIMITER_WAIT_S = 10.0
 class Verdict:
     """What an error means for a row: try again later (and when), or stop for good."""
 
-    state: str  # PENDING (retry), FAILED or DEAD
+    state: OutboxState  # PENDING (retry), FAILED or DEAD
     retry_after: float | None = None  # Telegram's own wait (a 429): every worker pauses
     unreachable: bool = False  # blocked or deactivated: the user's other rows are moot
 
@@ -228,16 +230,22 @@ class Verdict:
 def classify(error: Exception) -> Verdict:
     """Every error has a class; an unknown one is transient (backoff, attempts capped)."""
     if isinstance(error, TelegramRetryAfter):
-        return Verdict(PENDING, retry_after=float(error.retry_after))
+        return Verdict(OutboxState.PENDING, retry_after=float(error.retry_after))
     if isinstance(error, TelegramAPIError) and "Too Many Requests" in error.message:
-        return Verdict(PENDING, retry_after=DEFAULT_RETRY_AFTER_S)  # a 429 without retry_after
+        return Verdict(
+            OutboxState.PENDING, retry_after=DEFAULT_RETRY_AFTER_S
+        )  # a 429 without retry_after
     if isinstance(error, TelegramForbiddenError):
-        return Verdict(FAILED, unreachable=True)
+        return Verdict(OutboxState.FAILED, unreachable=True)
     if isinstance(
         error, TelegramBadRequest | TelegramNotFound | TelegramEntityTooLarge | ValueError
     ):
-        return Verdict(DEAD)  # the message itself is wrong: sending it again cannot help
-    return Verdict(PENDING)  # 5xx, network, an HTML error page, anything not seen before
+        return Verdict(
+            OutboxState.DEAD
+        )  # the message itself is wrong: sending it again cannot help
+    return Verdict(
+        OutboxState.PENDING
+    )  # 5xx, network, an HTML error page, anything not seen before
 
 
 def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
@@ -250,7 +258,11 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
         later = now() + timedelta(seconds=max(limiter.paused_for(), 1.0))
         _record(
             row,
-            {"state": PENDING, "next_attempt_at": later, "attempts": max(0, row.attempts - 1)},
+            {
+                "state": OutboxState.PENDING,
+                "next_attempt_at": later,
+                "attempts": max(0, row.attempts - 1),
+            },
             None,
         )
         bound.debug("outbox.limiter_busy", retry_at=later.isoformat())
@@ -266,7 +278,7 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
         error_text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"[:1000]
     if verdict is None:
         values = {
-            "state": SENT,
+            "state": OutboxState.SENT,
             "sent_at": now(),
             "message_id": getattr(result, "message_id", None),
         }
@@ -275,26 +287,26 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
         # Telegram throttles the whole bot: every worker pauses, and this row waits it out.
         limiter.pause(verdict.retry_after)
         values = {
-            "state": PENDING,
+            "state": OutboxState.PENDING,
             "next_attempt_at": now() + timedelta(seconds=verdict.retry_after),
         }
         bound.warning("telegram.rate_limited", retry_after=verdict.retry_after)
-    elif verdict.state == PENDING and row.attempts >= MAX_ATTEMPTS:
-        values = {"state": FAILED}
+    elif verdict.state == OutboxState.PENDING and row.attempts >= MAX_ATTEMPTS:
+        values = {"state": OutboxState.FAILED}
         bound.error("telegram.gave_up", attempts=row.attempts, error=error_text)
-    elif verdict.state == PENDING:
+    elif verdict.state == OutboxState.PENDING:
         delay = timedelta(seconds=backoff_delay(row.attempts))
-        values = {"state": PENDING, "next_attempt_at": now() + delay}
+        values = {"state": OutboxState.PENDING, "next_attempt_at": now() + delay}
         bound.warning("telegram.transient_error", attempts=row.attempts, error=error_text)
     elif verdict.unreachable:
-        values = {"state": FAILED}
+        values = {"state": OutboxState.FAILED}
         bound.info("telegram.forbidden", error=error_text)
     else:
         values = {"state": verdict.state}
         bound.error("telegram.bad_request", error=error_text)
     _record(row, values, error_text, unreachable=bool(verdict and verdict.unreachable))
     state = str(values["state"])
-    if state == PENDING:
+    if state == OutboxState.PENDING:
         return "retry", values["next_attempt_at"]  # type: ignore[return-value]
     return state, None
 
@@ -320,7 +332,7 @@ def due_ids(session: Session, *, limit: int) -> list[int]:
         session.scalars(
             select(Outbox.id)
             .where(
-                Outbox.state == PENDING,
+                Outbox.state == OutboxState.PENDING,
                 Outbox.next_attempt_at <= now(),
                 Outbox.batch_id.is_(None),
             )
@@ -335,8 +347,8 @@ def release_expired_leases(session: Session, *where: ColumnElement[bool]) -> int
     case where Telegram's answer was lost)."""
     result = session.execute(
         update(Outbox)
-        .where(Outbox.state == SENDING, Outbox.next_attempt_at < now(), *where)
-        .values(state=PENDING, next_attempt_at=now())
+        .where(Outbox.state == OutboxState.SENDING, Outbox.next_attempt_at < now(), *where)
+        .values(state=OutboxState.PENDING, next_attempt_at=now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -345,11 +357,13 @@ def _mark_unreachable(session: Session, row: Outbox, reason: str) -> None:
     session.execute(update(User).where(User.telegram_id == row.chat_id).values(reachable=False))
     session.execute(
         update(Outbox)
-        .where(Outbox.chat_id == row.chat_id, Outbox.state == PENDING)
-        .values(state=FAILED, last_error=reason)
+        .where(Outbox.chat_id == row.chat_id, Outbox.state == OutboxState.PENDING)
+        .values(state=OutboxState.FAILED, last_error=reason)
     )
     if row.request_id is not None and row.user_id is not None:
         # The request's history shows staff that this news never reached its recipient.
         session.add(
-            RequestEvent(request_id=row.request_id, action="undelivered", note=str(row.user_id))
+            RequestEvent(
+                request_id=row.request_id, action=EventAction.UNDELIVERED, note=str(row.user_id)
+            )
         )

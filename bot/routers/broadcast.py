@@ -13,15 +13,20 @@ from bot.actors import Envelope, language_of
 from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
-from core.callbacks import BroadcastCb
+from core.callbacks import BroadcastCb, BroadcastVerb
+from core.roles import Audience
 from core.texts import t
 from core.user_input import normalize
-
-AUDIENCES = ("residents", "staff", "everyone")
 
 
 class Compose(StatesGroup):
     text = State()
+
+
+_ON_BROADCAST: dict[BroadcastVerb, type[c.ConfirmBroadcast | c.CancelBroadcast]] = {
+    BroadcastVerb.CONFIRM: c.ConfirmBroadcast,
+    BroadcastVerb.CANCEL: c.CancelBroadcast,
+}
 
 
 async def ask_audience(message: Message) -> None:
@@ -31,9 +36,9 @@ async def ask_audience(message: Message) -> None:
             [
                 InlineKeyboardButton(
                     text=t(f"bc.audience.{a}", language),
-                    callback_data=BroadcastCb(action="aud", arg=a).pack(),
+                    callback_data=BroadcastCb(action=BroadcastVerb.AUDIENCE, arg=a).pack(),
                 )
-                for a in AUDIENCES
+                for a in Audience
             ]
         ]
     )
@@ -47,15 +52,15 @@ async def on_button(
     if message is None:
         await callback.answer(t("stale", language))
         return
-    if callback_data.action == "aud" and callback_data.arg in AUDIENCES:
+    audience = callback_data.arg  # an Audience or None: anything else does not unpack
+    if callback_data.action is BroadcastVerb.AUDIENCE and audience is not None:
         await state.set_state(Compose.text)
-        await state.update_data(audience=callback_data.arg)
-        audience = t(f"bc.audience.{callback_data.arg}", language)
+        await state.update_data(audience=audience.value)
+        audience_text = t(f"bc.audience.{audience}", language)
         await message.answer(
-            t("bc.ask_text", language, audience=audience, max=limits.BROADCAST_MAX)
+            t("bc.ask_text", language, audience=audience_text, max=limits.BROADCAST_MAX)
         )
-    elif callback_data.action in ("confirm", "cancel") and callback_data.id > 0:
-        model = c.ConfirmBroadcast if callback_data.action == "confirm" else c.CancelBroadcast
+    elif (model := _ON_BROADCAST.get(callback_data.action)) and callback_data.id > 0:
         await envelope.send(model, broadcast_id=callback_data.id)
     else:
         await callback.answer(t("stale", language))
@@ -75,7 +80,7 @@ async def on_text(message: Message, envelope: Envelope, state: FSMContext) -> No
         return
     if message.from_user is None:
         return
-    audience = (await state.get_data()).get("audience", "everyone")
+    audience = (await state.get_data()).get("audience", Audience.EVERYONE.value)
     await envelope.send(c.StartBroadcast, audience=audience, text=text)
     await state.clear()
 

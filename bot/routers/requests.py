@@ -14,7 +14,7 @@ from bot.actors import Envelope, language_of
 from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
-from core.callbacks import ListCb, RequestCb
+from core.callbacks import CardVerb, ListCb, ListKind, RequestCb
 from core.domain import Action, Priority, Status
 from core.roles import Role
 from core.texts import all_translations, t
@@ -27,13 +27,15 @@ class Ask(StatesGroup):
     closing = State()
 
 
-# Callback actions that are a domain transition needing no more input.
-_DIRECT = {Action.ACCEPT.value, Action.START.value, Action.CANCEL.value, Action.REOPEN.value}
+# Domain actions that apply at once; the others need more input first (a reason, a closing
+# note, whom to assign).
+_DIRECT = frozenset({Action.ACCEPT, Action.START, Action.CANCEL, Action.REOPEN})
 _PRIORITIES = frozenset(p.value for p in Priority)
-_PROMPTS = {
-    "reject": (Ask.reason, "ask.reason"),
-    "comment": (Ask.comment, "ask.comment"),
-    "done": (Ask.closing, "ask.done"),
+_RATINGS = frozenset(str(n) for n in range(1, 6))
+_PROMPTS: dict[Action | CardVerb, tuple[State, str]] = {
+    Action.REJECT: (Ask.reason, "ask.reason"),
+    CardVerb.COMMENT: (Ask.comment, "ask.comment"),
+    Action.DONE: (Ask.closing, "ask.done"),
 }
 
 
@@ -54,9 +56,9 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
         await callback.answer(t("stale", envelope.lang))
         return
     page, edit = callback_data.page, message.message_id
-    if callback_data.kind == "my":
+    if callback_data.kind is ListKind.MY:
         await envelope.send(c.ShowMyRequests, page=page, edit_message_id=edit)
-    elif callback_data.kind == "queue" and callback_data.status in ("", *Status):
+    elif callback_data.kind is ListKind.QUEUE and callback_data.status in ("", *Status):
         await envelope.send(
             c.ShowQueue,
             page=page,
@@ -64,7 +66,7 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
             location=callback_data.loc or None,
             edit_message_id=edit,
         )
-    elif callback_data.kind == "staff":
+    elif callback_data.kind is ListKind.STAFF:
         await envelope.send(c.ListStaff, page=page, edit_message_id=edit)
     else:
         await callback.answer(t("stale", envelope.lang))
@@ -78,7 +80,9 @@ def _priority_keyboard(request_id: int, language: str | None) -> InlineKeyboardM
             [
                 InlineKeyboardButton(
                     text=t(f"priority.{p.value}", language),
-                    callback_data=RequestCb(action="setprio", id=request_id, arg=p.value).pack(),
+                    callback_data=RequestCb(
+                        action=CardVerb.SET_PRIORITY, id=request_id, arg=p.value
+                    ).pack(),
                 )
                 for p in Priority
             ]
@@ -92,7 +96,7 @@ def _skip_keyboard(request_id: int, language: str | None) -> InlineKeyboardMarku
             [
                 InlineKeyboardButton(
                     text=t("btn.skip", language),
-                    callback_data=RequestCb(action="done_skip", id=request_id).pack(),
+                    callback_data=RequestCb(action=CardVerb.SKIP_NOTE, id=request_id).pack(),
                 )
             ]
         ]
@@ -111,24 +115,24 @@ async def request_action(
         await callback.answer(t("stale", language))
         return
     rid, action, arg = callback_data.id, callback_data.action, callback_data.arg
-    if action == "open":
+    if action is CardVerb.OPEN:
         await envelope.send(c.ShowRequest, request_id=rid)
     elif action in _DIRECT:
-        await envelope.send(c.TransitionRequest, request_id=rid, action=Action(action))
-    elif action == "assign":
+        await envelope.send(c.TransitionRequest, request_id=rid, action=action)
+    elif action is Action.ASSIGN:  # whom to: the staff to choose from
         await envelope.send(c.ShowAssignees, request_id=rid)
-    elif action == "assignto" and (assignee := parse_id(arg, TELEGRAM_ID_LIMIT)):
+    elif action is CardVerb.ASSIGN_TO and (assignee := parse_id(arg, TELEGRAM_ID_LIMIT)):
         await envelope.send(
             c.TransitionRequest, request_id=rid, action=Action.ASSIGN, assignee=assignee
         )
-    elif action == "done_skip" and await state.get_state() == Ask.closing.state:
+    elif action is CardVerb.SKIP_NOTE and await state.get_state() == Ask.closing.state:
         await state.clear()
         await envelope.send(c.TransitionRequest, request_id=rid, action=Action.DONE)
-    elif action == "setprio" and arg in _PRIORITIES:
+    elif action is CardVerb.SET_PRIORITY and arg in _PRIORITIES:
         await envelope.send(c.ChangePriority, request_id=rid, priority=Priority(arg))
-    elif action == "rate" and arg in {"1", "2", "3", "4", "5"}:
+    elif action is CardVerb.RATE and arg in _RATINGS:
         await envelope.send(c.RateRequest, request_id=rid, rating=int(arg))
-    elif action == "priority":
+    elif action is CardVerb.PRIORITY_MENU:
         await message.answer(
             t("ask.priority", language, id=rid), reply_markup=_priority_keyboard(rid, language)
         )
@@ -136,7 +140,7 @@ async def request_action(
         next_state, prompt = _PROMPTS[action]
         await state.set_state(next_state)
         await state.update_data(request_id=rid)
-        markup = _skip_keyboard(rid, language) if action == "done" else None
+        markup = _skip_keyboard(rid, language) if action is Action.DONE else None
         await message.answer(t(prompt, language, id=rid), reply_markup=markup)
     else:
         await callback.answer(t("stale", language))

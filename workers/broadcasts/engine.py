@@ -10,12 +10,14 @@ from typing import Any
 
 from celery import Signature, signature
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import clock
-from core.callbacks import BroadcastCb
-from core.roles import Role
+from core.callbacks import BroadcastCb, BroadcastVerb
+from core.roles import AUDIENCE_ROLES, Audience, Role
 from core.settings import get_settings
+from core.states import BroadcastState, OutboxState
 from core.texts import escape, t
 from db.models import Broadcast, Outbox, User
 from db.session import session_scope
@@ -31,18 +33,12 @@ DRAIN_SLICE_S = 5.0
 PROGRESS_EVERY_S = 2.0
 # A drain slice beats at least this often; longer silence means its worker died.
 DRAIN_SILENCE = timedelta(seconds=2 * DRAIN_SLICE_S + 30)
-DRAFT, SENDING, DONE, CANCELLED = "draft", "sending", "done", "cancelled"
-
-_ROLES = {
-    "residents": [Role.RESIDENT.value],
-    "staff": [Role.STAFF.value, Role.ADMIN.value],
-    "everyone": [r.value for r in Role],
-}
 
 
-def recipients(audience: str) -> Any:
+def recipients(audience: Audience) -> Any:
+    roles = [role.value for role in Role if role in AUDIENCE_ROLES[audience]]
     return select(User.id, User.telegram_id).where(
-        User.role.in_(_ROLES[audience]), User.telegram_id.is_not(None), User.reachable.is_(True)
+        User.role.in_(roles), User.telegram_id.is_not(None), User.reachable.is_(True)
     )
 
 
@@ -59,7 +55,7 @@ def counts(session: Session, broadcast_id: int) -> dict[str, int]:
 # --- Fan-out and drain ------------------------------------------------------------------------
 
 
-def _chunks(session: Session, audience: str) -> Iterator[list[tuple[int, int]]]:
+def _chunks(session: Session, audience: Audience) -> Iterator[list[tuple[int, int]]]:
     result = session.execute(
         recipients(audience).order_by(User.id).execution_options(yield_per=INSERT_BATCH)
     )
@@ -74,7 +70,7 @@ def fan_out(session: Session, broadcast: Broadcast) -> int:
     if settings.paid_broadcast:
         payload["allow_paid_broadcast"] = True
     now, total = clock.now(), 0
-    for chunk in _chunks(session, broadcast.audience):
+    for chunk in _chunks(session, Audience(broadcast.audience)):
         session.execute(
             insert(Outbox),
             [
@@ -84,7 +80,7 @@ def fan_out(session: Session, broadcast: Broadcast) -> int:
                     "user_id": user_id,
                     "method": "sendMessage",
                     "payload": {"chat_id": chat_id, **payload},
-                    "state": outbox.PENDING,
+                    "state": OutboxState.PENDING,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "batch_id": broadcast.id,
@@ -113,7 +109,7 @@ def claim_stalled(session: Session) -> list[int]:
         session.scalars(
             select(Broadcast)
             .where(
-                Broadcast.state == SENDING,
+                Broadcast.state == BroadcastState.SENDING,
                 or_(
                     Broadcast.heartbeat_at.is_(None),
                     Broadcast.heartbeat_at < now - DRAIN_SILENCE,
@@ -152,7 +148,7 @@ def drain_slice(broadcast_id: int, slice_s: float = DRAIN_SLICE_S) -> tuple[int,
         later = session.scalar(
             select(func.min(Outbox.next_attempt_at)).where(
                 Outbox.batch_id == broadcast_id,
-                Outbox.state.in_([outbox.PENDING, outbox.SENDING]),
+                Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
             )
         )
     return handled, later
@@ -173,13 +169,13 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
         if broadcast is None or broadcast.progress_chat_id is None:
             return False, []
         by_state = counts(session, broadcast_id)
-        sent = by_state.get(outbox.SENT, 0)
-        failed = by_state.get(outbox.FAILED, 0) + by_state.get(outbox.DEAD, 0)
-        remaining = by_state.get(outbox.PENDING, 0) + by_state.get(outbox.SENDING, 0)
-        going = broadcast.state == SENDING and remaining > 0
-        if broadcast.state == SENDING and remaining == 0:
-            broadcast.state, broadcast.finished_at = DONE, clock.now()
-        if broadcast.state == CANCELLED:
+        sent = by_state.get(OutboxState.SENT, 0)
+        failed = by_state.get(OutboxState.FAILED, 0) + by_state.get(OutboxState.DEAD, 0)
+        remaining = by_state.get(OutboxState.PENDING, 0) + by_state.get(OutboxState.SENDING, 0)
+        going = broadcast.state == BroadcastState.SENDING and remaining > 0
+        if broadcast.state == BroadcastState.SENDING and remaining == 0:
+            broadcast.state, broadcast.finished_at = BroadcastState.DONE, clock.now()
+        if broadcast.state == BroadcastState.CANCELLED:
             return False, []  # the cancel command answered with the final numbers
         if broadcast.progress_message_id is None:
             first = _adopt_progress_message(session, broadcast)
@@ -204,15 +200,18 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
         )
         payload: dict[str, Any] = {"text": text, "parse_mode": "HTML"}
         if going:
-            cancel = BroadcastCb(action="cancel", id=broadcast.id).pack()
+            cancel = BroadcastCb(action=BroadcastVerb.CANCEL, id=broadcast.id).pack()
             payload["reply_markup"] = inline([[button(t("bc.button.cancel", lang), cancel)]])
         replies = Replies.for_job(session, key)
         if broadcast.progress_message_id is None:
-            replies.send(broadcast.progress_chat_id, "sendMessage", payload)
+            method = "sendMessage"
         else:
-            payload["message_id"] = broadcast.progress_message_id
-            replies.send(broadcast.progress_chat_id, "editMessageText", payload)
-        session.flush()
+            method, payload["message_id"] = "editMessageText", broadcast.progress_message_id
+        try:
+            with session.begin_nested():
+                replies.send(broadcast.progress_chat_id, method, payload)
+        except IntegrityError:
+            return going, []  # another reporter wrote these very numbers a moment ago
         return going, [row.id for row in replies.rows]
 
 
@@ -233,4 +232,4 @@ def _adopt_progress_message(session: Session, broadcast: Broadcast) -> str:
     if first.message_id is not None:
         broadcast.progress_message_id = first.message_id
         return "ready"
-    return "lost" if first.state in (outbox.FAILED, outbox.DEAD) else "wait"
+    return "lost" if first.state in (OutboxState.FAILED, OutboxState.DEAD) else "wait"

@@ -7,16 +7,17 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from core import commands as c
-from core.callbacks import BroadcastCb
+from core.callbacks import BroadcastCb, BroadcastVerb
+from core.roles import Audience
+from core.states import BroadcastState, OutboxState
 from core.texts import t
 from db.models import Broadcast, Outbox
-from workers import outbox
 from workers.broadcasts import engine
 from workers.kit import Ctx, button, inline, require_admin
 from workers.outbox import Replies
 
 
-def _audience_text(audience: str, lang: str) -> str:
+def _audience_text(audience: Audience, lang: str) -> str:
     return t(f"bc.audience.{audience}", lang)
 
 
@@ -35,7 +36,7 @@ def start_broadcast(session: Session, command: c.StartBroadcast, replies: Replie
         author_id=ctx.actor.id,
         audience=command.audience,
         text=command.text,
-        state=engine.DRAFT,
+        state=BroadcastState.DRAFT,
         total=count,
         progress_chat_id=command.actor.chat_id,
     )
@@ -46,11 +47,11 @@ def start_broadcast(session: Session, command: c.StartBroadcast, replies: Replie
             [
                 button(
                     t("bc.button.confirm", ctx.lang),
-                    BroadcastCb(action="confirm", id=broadcast.id).pack(),
+                    BroadcastCb(action=BroadcastVerb.CONFIRM, id=broadcast.id).pack(),
                 ),
                 button(
                     t("bc.button.cancel", ctx.lang),
-                    BroadcastCb(action="cancel", id=broadcast.id).pack(),
+                    BroadcastCb(action=BroadcastVerb.CANCEL, id=broadcast.id).pack(),
                 ),
             ]
         ]
@@ -65,10 +66,10 @@ def confirm_broadcast(session: Session, command: c.ConfirmBroadcast, replies: Re
     broadcast = _admin_lock(ctx, command.broadcast_id)
     if broadcast is None:
         return
-    if broadcast.state != engine.DRAFT:
+    if broadcast.state != BroadcastState.DRAFT:
         ctx.reply("bc.not_draft", id=broadcast.id)
         return
-    broadcast.state = engine.SENDING
+    broadcast.state = BroadcastState.SENDING
     # Recounted: who is reachable now, not at the preview.
     broadcast.total = engine.fan_out(session, broadcast)
     replies.after_commit.extend(engine.drain_signatures(broadcast.id))
@@ -79,21 +80,21 @@ def cancel_broadcast(session: Session, command: c.CancelBroadcast, replies: Repl
     broadcast = _admin_lock(ctx, command.broadcast_id)
     if broadcast is None:
         return
-    if broadcast.state not in (engine.DRAFT, engine.SENDING):
+    if broadcast.state not in (BroadcastState.DRAFT, BroadcastState.SENDING):
         ctx.reply("bc.not_active", id=broadcast.id)
         return
     session.execute(
         update(Outbox)
-        .where(Outbox.batch_id == broadcast.id, Outbox.state == outbox.PENDING)
-        .values(state=engine.CANCELLED)
+        .where(Outbox.batch_id == broadcast.id, Outbox.state == OutboxState.PENDING)
+        .values(state=OutboxState.CANCELLED)
     )
-    broadcast.state, broadcast.finished_at = engine.CANCELLED, clock.now()
+    broadcast.state, broadcast.finished_at = BroadcastState.CANCELLED, clock.now()
     counts = engine.counts(session, broadcast.id)
     ctx.reply(
         "bc.cancelled",
         id=broadcast.id,
-        sent=counts.get(outbox.SENT, 0),
-        dropped=counts.get(engine.CANCELLED, 0),
+        sent=counts.get(OutboxState.SENT, 0),
+        dropped=counts.get(OutboxState.CANCELLED, 0),
         total=broadcast.total,
     )
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from core import clock
-from core.callbacks import safe_fragment
+from core.callbacks import ListKind, safe_fragment
 from core.commands import (
     AddComment,
     ChangePriority,
@@ -24,6 +24,7 @@ from core.commands import (
 )
 from core.domain import (
     Action,
+    EventAction,
     Refused,
     Status,
     can_change_priority,
@@ -58,7 +59,7 @@ def create_request(session: Session, command: CreateRequest, replies: Replies) -
     )
     session.add(request)
     session.flush()
-    ctx.record(request, "created", to_status=Status.NEW.value)
+    ctx.record(request, EventAction.CREATED, to_status=Status.NEW.value)
     ctx.reply("created", id=request.id)
     for member in q.staff_members(session):
         if member.id == ctx.actor.id or not member.reachable:
@@ -88,7 +89,7 @@ def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies
         return
     text = t("my.title", ctx.lang, page=page.number + 1, pages=page.pages)
     keyboard = render.list_keyboard(
-        page.rows, ctx.lang, kind="my", page=page.number, pages=page.pages
+        page.rows, ctx.lang, kind=ListKind.MY, page=page.number, pages=page.pages
     )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
@@ -110,7 +111,7 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
     keyboard = render.list_keyboard(
         page.rows,
         ctx.lang,
-        kind="queue",
+        kind=ListKind.QUEUE,
         page=page.number,
         pages=page.pages,
         status=status,
@@ -227,7 +228,7 @@ def transition_request(session: Session, command: TransitionRequest, replies: Re
     note = (command.note or "").strip() or None
     ctx.record(
         request,
-        command.action.value,
+        EventAction.of(command.action),
         from_status=old_status.value,
         to_status=new_status.value,
         # An assignment's history names the assignee by internal id (never a Telegram id).
@@ -380,7 +381,7 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
             file_id=command.file_id,
         )
     )
-    ctx.record(request, "comment")
+    ctx.record(request, EventAction.COMMENT)
     # Staff comments go to the author; the author's go to the assignee.
     recipient_id = request.assignee_id if viewer.is_author else request.author_id
     recipient = session.get(User, recipient_id) if recipient_id else None
@@ -411,7 +412,7 @@ def change_priority(session: Session, command: ChangePriority, replies: Replies)
         return
     old = request.priority
     request.priority = command.priority.value
-    ctx.record(request, "priority", from_status=old, to_status=request.priority)
+    ctx.record(request, EventAction.PRIORITY, from_status=old, to_status=request.priority)
     ctx.reply(
         "done.priority", id=request.id, priority=render.priority_text(request.priority, ctx.lang)
     )
@@ -427,7 +428,7 @@ def rate_request(session: Session, command: RateRequest, replies: Replies) -> No
         ctx.reply("refused.rate")
         return
     request.rating = command.rating
-    ctx.record(request, "rated", note=str(command.rating))
+    ctx.record(request, EventAction.RATED, note=str(command.rating))
     ctx.reply("rate.thanks", id=request.id, rating=command.rating)
 
 
@@ -465,5 +466,5 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
         ctx.reply("staff.empty")
         return
     text = render.staff_text(page.rows, q.open_counts(session), ctx.lang, page.number, page.pages)
-    nav = render.nav_row(ctx.lang, kind="staff", page=page.number, pages=page.pages)
+    nav = render.nav_row(ctx.lang, kind=ListKind.STAFF, page=page.number, pages=page.pages)
     _show_list(ctx, text, inline([nav]) if nav else None, command.edit_message_id)

@@ -9,9 +9,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from core import limits
-from core.callbacks import ListCb, RequestCb
+from core.callbacks import CardVerb, ListCb, ListKind, RequestCb
 from core.domain import (
     Action,
+    EventAction,
     Status,
     Viewer,
     available_actions,
@@ -169,32 +170,36 @@ def _assemble(
     return Markup("\n".join(parts))
 
 
+# Events whose note is a user's internal id.
+_NAMES_A_USER = (EventAction.ASSIGN, EventAction.UNDELIVERED)
+
+
 def named_user(event: RequestEvent) -> int | None:
     """The user an event names: the assignee of an assignment, the recipient a notification did
     not reach (the note holds their internal id, never a Telegram id)."""
-    if event.action in ("assign", "undelivered") and event.note and event.note.isdigit():
+    if event.action in _NAMES_A_USER and event.note and event.note.isdigit():
         return int(event.note)
     return None
 
 
 def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Markup:
-    if event.action == "created":
+    if event.action == EventAction.CREATED:
         return t("event.created", lang)
-    if event.action == "priority":
+    if event.action == EventAction.PRIORITY:
         return t(
             "event.priority",
             lang,
             from_=priority_text(event.from_status or "normal", lang),
             to=priority_text(event.to_status or "normal", lang),
         )
-    if event.action == "rated":
+    if event.action == EventAction.RATED:
         return t("event.rated", lang, rating=event.note or "")
-    if event.action == "comment":
+    if event.action == EventAction.COMMENT:
         return t("event.comment", lang)
     named = named_user(event)
     if named is not None:
         name = name_of(users.get(named), lang)
-        if event.action == "undelivered":
+        if event.action == EventAction.UNDELIVERED:
             return t("event.undelivered", lang, name=name)
         return t("event.assigned", lang, assignee=name)
     what = t(
@@ -216,23 +221,26 @@ def card_keyboard(request: Request, viewer: Viewer, lang: str, reopen_open: bool
     ]
     rows: list[list[dict[str, str]]] = []
     first = [
-        button(t(f"btn.{a}", lang), RequestCb(action=a.value, id=request.id).pack())
+        button(t(f"btn.{a}", lang), RequestCb(action=a, id=request.id).pack())
         for a in actions
         if a in (Action.ACCEPT, Action.START, Action.DONE, Action.ASSIGN)
     ]
     rows.append(first)
     second = [
-        button(t(f"btn.{a}", lang), RequestCb(action=a.value, id=request.id).pack())
+        button(t(f"btn.{a}", lang), RequestCb(action=a, id=request.id).pack())
         for a in actions
         if a in (Action.REJECT, Action.CANCEL, Action.REOPEN)
     ]
     if can_change_priority(status, viewer):
         second.append(
-            button(t("btn.priority", lang), RequestCb(action="priority", id=request.id).pack())
+            button(
+                t("btn.priority", lang),
+                RequestCb(action=CardVerb.PRIORITY_MENU, id=request.id).pack(),
+            )
         )
     if can_comment(status, viewer):
         second.append(
-            button(t("btn.comment", lang), RequestCb(action="comment", id=request.id).pack())
+            button(t("btn.comment", lang), RequestCb(action=CardVerb.COMMENT, id=request.id).pack())
         )
     rows.append(second)
     if can_rate(status, viewer) and not request.rating:
@@ -242,7 +250,7 @@ def card_keyboard(request: Request, viewer: Viewer, lang: str, reopen_open: bool
 
 def rating_row(request_id: int) -> list[dict[str, str]]:
     return [
-        button("★" * n, RequestCb(action="rate", id=request_id, arg=str(n)).pack())
+        button("★" * n, RequestCb(action=CardVerb.RATE, id=request_id, arg=str(n)).pack())
         for n in range(1, 6)
     ]
 
@@ -252,10 +260,14 @@ def new_request_keyboard(request_id: int, lang: str) -> Keyboard:
     return inline(
         [
             [
-                button(t("btn.accept", lang), RequestCb(action="accept", id=request_id).pack()),
-                button(t("btn.reject", lang), RequestCb(action="reject", id=request_id).pack()),
+                button(
+                    t("btn.accept", lang), RequestCb(action=Action.ACCEPT, id=request_id).pack()
+                ),
+                button(
+                    t("btn.reject", lang), RequestCb(action=Action.REJECT, id=request_id).pack()
+                ),
             ],
-            [button(t("btn.details", lang), RequestCb(action="open", id=request_id).pack())],
+            [button(t("btn.details", lang), RequestCb(action=CardVerb.OPEN, id=request_id).pack())],
         ]
     )
 
@@ -267,7 +279,7 @@ def list_keyboard(
     rows: Sequence[Request],
     lang: str,
     *,
-    kind: str,
+    kind: ListKind,
     page: int,
     pages: int,
     status: str = "",
@@ -283,18 +295,18 @@ def list_keyboard(
                     title=cut(r.title, 30),
                     status=status_text(r.status, lang),
                 ),
-                RequestCb(action="open", id=r.id).pack(),
+                RequestCb(action=CardVerb.OPEN, id=r.id).pack(),
             )
         ]
         for r in rows
     ]
     buttons.append(nav_row(lang, kind=kind, page=page, pages=pages, status=status, loc=loc))
-    if kind == "queue":
-        filters = [button(t("btn.all", lang), ListCb(kind="queue", page=0, loc=loc).pack())]
+    if kind is ListKind.QUEUE:
+        filters = [button(t("btn.all", lang), ListCb(kind=ListKind.QUEUE, page=0, loc=loc).pack())]
         filters += [
             button(
                 status_text(s.value, lang),
-                ListCb(kind="queue", page=0, status=s.value, loc=loc).pack(),
+                ListCb(kind=ListKind.QUEUE, page=0, status=s.value, loc=loc).pack(),
             )
             for s in (Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED)
         ]
@@ -303,7 +315,7 @@ def list_keyboard(
 
 
 def nav_row(
-    lang: str, *, kind: str, page: int, pages: int, status: str = "", loc: str = ""
+    lang: str, *, kind: ListKind, page: int, pages: int, status: str = "", loc: str = ""
 ) -> list[dict[str, str]]:
     """◀ ▶ between the pages of a list (none at either end)."""
     row = []
@@ -347,7 +359,9 @@ def assignee_keyboard(request_id: int, staff: Sequence[User], lang: str) -> Keyb
             [
                 button(
                     name_of(u, lang),
-                    RequestCb(action="assignto", id=request_id, arg=str(u.telegram_id)).pack(),
+                    RequestCb(
+                        action=CardVerb.ASSIGN_TO, id=request_id, arg=str(u.telegram_id)
+                    ).pack(),
                 )
             ]
             for u in staff

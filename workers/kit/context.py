@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.commands import Command
-from core.domain import Viewer
+from core.domain import EventAction, Viewer
 from core.roles import Role
 from core.settings import get_settings
 from core.texts import t
@@ -96,7 +96,7 @@ class Ctx:
     def record(
         self,
         request: Request,
-        action: str,
+        action: EventAction,
         *,
         from_status: str | None = None,
         to_status: str | None = None,
