@@ -9,6 +9,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import Engine
 
+from core.settings import get_settings
 from db import migrate
 from db.session import configure_engine, dispose_engine, make_engine
 from sandbox.server import SandboxThread
@@ -26,6 +27,9 @@ def sandbox(sandbox_server: SandboxThread, monkeypatch: pytest.MonkeyPatch) -> S
     api = SandboxAPI(sandbox_server.url)
     api.reset()
     monkeypatch.setenv("TELEGRAM_API_URL", sandbox_server.url)
+    # The in-process worker may have read settings since the test began (a task left by an
+    # earlier test): read them again, with this sandbox.
+    get_settings.cache_clear()
     return api
 
 
@@ -34,6 +38,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """A fresh SQLite database built by the migrations (never create_all)."""
     url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
     monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
     migrate.upgrade(url)
     engine = make_engine(url)
     configure_engine(engine)
