@@ -21,7 +21,9 @@ from workers import command_tasks, dead_letters, failures
 pytestmark = pytest.mark.usefixtures("db", "inproc_worker")
 
 
-def start(update_id: int, user_id: int = 1001) -> RegisterUser:
+# Each test talks to its own chat: a task an earlier test left in the shared in-process
+# worker must not answer into this test's chat.
+def start(update_id: int, user_id: int) -> RegisterUser:
     return RegisterUser(
         idempotency_key=idempotency_key(update_id),
         actor=Actor(user_id=user_id, chat_id=user_id, language="en", first_name="Ann"),
@@ -106,31 +108,31 @@ def test_the_outage_budget_covers_the_configured_time(monkeypatch: pytest.Monkey
 def test_a_command_meeting_an_outage_is_applied_once_it_is_over(
     db: Engine, sandbox: SandboxAPI, failing: Callable[..., list[int]]
 ) -> None:
-    sandbox.send_text(1001, "/start")
+    sandbox.send_text(5101, "/start")
     runs = failing(outage(), 7, key="tg-update:1")  # more than the old retry count (5)
-    send(start(1))
+    send(start(1, user_id=5101))
     wait_for(lambda: count(db, User) == 1)
     assert len(runs) == 8
     assert count(db, DeadLetter) == 0
-    assert sandbox.wait_messages(1001, 1)[0]["text"].startswith("Hello, Ann!")
+    assert sandbox.wait_messages(5101, 1)[0]["text"].startswith("Hello, Ann!")
 
 
 @pytest.mark.usefixtures("fast_retries")
 def test_a_command_failing_for_its_own_reasons_is_dead_lettered_and_the_user_told(
     db: Engine, sandbox: SandboxAPI, failing: Callable[..., list[int]]
 ) -> None:
-    sandbox.send_text(1001, "/start")
+    sandbox.send_text(5102, "/start")
     runs = failing(DataError("INSERT", {}, ValueError("bad content")), 100, key="tg-update:2")
-    send(start(2))
+    send(start(2, user_id=5102))
     wait_for(lambda: count(db, DeadLetter) == 1)
     with Session(db) as s:
         letter = s.scalars(select(DeadLetter)).one()
     assert (letter.task_name, letter.attempts) == (RegisterUser.task_name, 3)
     assert letter.idempotency_key == "tg-update:2"
     assert "DataError" in letter.error
-    assert letter.command["actor"]["user_id"] == 1001
+    assert letter.command["actor"]["user_id"] == 5102
     assert len(runs) == failures.OWN_FAULT_ATTEMPTS
-    (told,) = sandbox.wait_messages(1001, 1)
+    (told,) = sandbox.wait_messages(5102, 1)
     assert told["text"] == t("command.failed", "en")
     assert count(db, User) == 0  # nothing half-applied
     assert count(db, ProcessedCommand) == 0
@@ -144,7 +146,7 @@ def test_a_command_failing_for_its_own_reasons_is_dead_lettered_and_the_user_tol
     assert dead_letters.replay([letter.id]) == []  # replayed already
     with Session(db) as s:
         assert dead_letters.waiting(s) == 0
-    assert sandbox.wait_messages(1001, 2)[1]["text"].startswith("Hello, Ann!")
+    assert sandbox.wait_messages(5102, 2)[1]["text"].startswith("Hello, Ann!")
 
 
 @pytest.mark.usefixtures("fast_retries")
@@ -158,9 +160,9 @@ def test_an_outage_longer_than_the_budget_is_dead_lettered_not_dropped(
     from core.settings import get_settings
 
     get_settings.cache_clear()
-    sandbox.send_text(1001, "/start")
+    sandbox.send_text(5103, "/start")
     runs = failing(outage(), 1000, key="tg-update:3")
-    send(start(3))
+    send(start(3, user_id=5103))
     wait_for(lambda: count(db, DeadLetter) == 1)
     assert len(runs) == failures.outage_retries() + 1
     with Session(db) as s:
@@ -171,10 +173,10 @@ def test_a_malformed_command_is_dead_lettered_at_once(db: Engine, sandbox: Sandb
     from core.settings import get_settings
 
     get_settings.cache_clear()  # the worker's threads must see this test's sandbox
-    sandbox.send_text(1001, "/start")
-    send({"idempotency_key": "tg-update:9", "actor": {"user_id": "not a number", "chat_id": 1001}})
+    sandbox.send_text(5104, "/start")
+    send({"idempotency_key": "tg-update:9", "actor": {"user_id": "not a number", "chat_id": 5104}})
     wait_for(lambda: count(db, DeadLetter) == 1)
     with Session(db) as s:
         letter = s.scalars(select(DeadLetter)).one()
     assert letter.attempts == 1 and "ValidationError" in letter.error
-    assert sandbox.wait_messages(1001, 1)[0]["text"] == t("command.failed", "en")
+    assert sandbox.wait_messages(5104, 1)[0]["text"] == t("command.failed", "en")
