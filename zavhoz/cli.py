@@ -17,6 +17,8 @@ from core.queues import ALL_QUEUES
 from core.settings import SANDBOX_URL, get_settings
 
 _SANDBOX_PORT = int(SANDBOX_URL.rsplit(":", 1)[1])
+# On embedded defaults with the sandbox and no ADMIN_IDS, `make chat`'s user is the admin.
+DEMO_ADMIN = 1001
 
 
 def _bot(_: argparse.Namespace) -> int:
@@ -125,6 +127,9 @@ def _up(args: argparse.Namespace) -> int:
             )
             return 2
         api_url = env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{args.sandbox_port}"
+        if not settings.admin_ids:
+            # The demo needs someone to grant roles: the first chat user is the admin.
+            env["ADMIN_IDS"] = str(DEMO_ADMIN)
         sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port)]
         children.append(("sandbox", _child(sandbox, env)))
     migrate.upgrade()
@@ -141,10 +146,22 @@ def _up(args: argparse.Namespace) -> int:
         f"\nzavhoz is up: Bot API at {api_url}, {broker}, database {settings.db_url}.\n"
         f"Talk to the bot in another terminal:  make chat   (or: zavhoz chat --as 1001"
         f"{'' if api_url == SANDBOX_URL else ' --url ' + api_url})\n"
+        f"{_roles_hint(env)}"
         f"Stop with Ctrl-C.\n",
         flush=True,
     )
     return _supervise(children)
+
+
+def _roles_hint(env: dict[str, str]) -> str:
+    admins = env.get("ADMIN_IDS", "")
+    if not admins:
+        return "Admins: set ADMIN_IDS (comma-separated Telegram ids); they /grant staff.\n"
+    first = admins.split(",")[0].strip()
+    return (
+        f"User {first} is an admin: in its chat, /grant 1002 staff makes user 1002 staff"
+        f" (make chat ID=1002 in a third terminal).\n"
+    )
 
 
 def _child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -41,13 +41,16 @@ def test_up_runs_everything_without_token_redis_or_postgres(tmp_path: Path) -> N
                 "--url",
                 f"http://127.0.0.1:{port}",
             ],
-            input="/start\n!3\n",
+            input="/start\n!4\n",
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert "Hello, Ann!" in chat.stdout, chat.stdout + chat.stderr + up.log()[-3000:]
-        assert "[3] ❓ Help" in chat.stdout
+        # The demo has an admin to grant roles: make chat's user, as the banner says.
+        assert "an admin" in chat.stdout
+        assert "User 1001 is an admin" in up.log()
+        assert "[4] ❓ Help" in chat.stdout  # an admin's menu: New, My, Queue, Help
         assert "What I can do" in chat.stdout  # pressing the menu button
         assert (tmp_path / "var" / "zavhoz.sqlite3").exists()
         assert (tmp_path / "var" / "broker.sqlite3").exists()
