@@ -9,6 +9,7 @@ redelivers).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from celery import Celery
 from tenacity import (
@@ -31,14 +32,19 @@ class BrokerUnavailable(Exception):
     pass
 
 
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "broker.unavailable",
-        attempt=state.attempt_number,
-        retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None,
-        error=f"{type(error).__name__}: {error}",
-    )
+def log_retry(event: str) -> Callable[[RetryCallState], None]:
+    """A tenacity `before_sleep` that logs `event` with the attempt, the wait and the error."""
+
+    def log_it(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            event,
+            attempt=state.attempt_number,
+            retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None,
+            error=f"{type(error).__name__}: {error}",
+        )
+
+    return log_it
 
 
 class CommandQueue:
@@ -86,7 +92,7 @@ class CommandQueue:
             stop=stop_never
             if self.give_up_after_s is None
             else stop_after_delay(self.give_up_after_s),
-            before_sleep=_log_retry,
+            before_sleep=log_retry("broker.unavailable"),
             reraise=True,
         )
         try:

@@ -28,14 +28,14 @@ from aiogram.exceptions import (
 from aiogram.types import ErrorEvent, Update
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
     stop_after_delay,
     stop_never,
     wait_exponential_jitter,
 )
 
-from bot.enqueue import BrokerUnavailable
+from bot.enqueue import BrokerUnavailable, log_retry
+from core.errors import cause_chain
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -57,27 +57,12 @@ _OUTAGES: tuple[type[BaseException], ...] = (
 
 def is_outage(error: BaseException) -> bool:
     """An error the update did not cause, anywhere in its chain of causes."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, _OUTAGES):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(cause, _OUTAGES) for cause in cause_chain(error))
 
 
 def caused_by_the_update(event: ErrorEvent) -> bool:
     """Filter of the error handler: outages are not its business."""
     return not is_outage(event.exception)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "update.retry",
-        attempt=state.attempt_number,
-        retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None,
-        error=f"{type(error).__name__}: {error}",
-    )
 
 
 class ResilientDispatcher(Dispatcher):
@@ -98,7 +83,7 @@ class ResilientDispatcher(Dispatcher):
             stop=stop_never
             if self.give_up_after_s is None
             else stop_after_delay(self.give_up_after_s),
-            before_sleep=_log_retry,
+            before_sleep=log_retry("update.retry"),
             sleep=asyncio.sleep,
             reraise=True,
         )

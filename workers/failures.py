@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 
+from core.errors import cause_chain
 from core.logging import get_logger
 from core.settings import get_settings
 from core.texts import t
@@ -44,14 +45,11 @@ _BACKOFF_BASE_S = 1.0
 
 def is_outage(error: BaseException) -> bool:
     """An error the command did not cause, anywhere in its chain of causes."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, _OUTAGES):
-            return True
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(
+        isinstance(cause, _OUTAGES)
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        for cause in cause_chain(error)
+    )
 
 
 def retry_delay(retries: int) -> float:
