@@ -13,7 +13,7 @@ from enum import StrEnum
 from aiogram.filters.callback_data import CallbackData
 from pydantic import Field
 
-from core.domain import Action
+from core.domain import Action, OnDemandReport
 from core.roles import Audience
 from core.user_input import DB_ID_LIMIT, PAGE_LIMIT
 
@@ -76,3 +76,9 @@ class BroadcastCb(CallbackData, prefix="bc"):
     action: BroadcastVerb
     id: int = Field(default=0, ge=0, lt=DB_ID_LIMIT)
     arg: Audience | None = None  # packed as "" when there is none
+
+
+class ReportCb(CallbackData, prefix="rp"):
+    """Another period of the report (admins; the worker checks the role)."""
+
+    kind: OnDemandReport

@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from core import limits
-from core.domain import Action, Priority, Status
+from core.domain import Action, OnDemandReport, Priority, ReportKind, Status
 from core.roles import Audience, Role
 from core.user_input import (
     DB_ID_LIMIT,
@@ -245,3 +245,14 @@ class CancelBroadcast(Command):
     task_name = "commands.cancel_broadcast"
     kind: Literal["cancel_broadcast"] = "cancel_broadcast"
     broadcast_id: RequestId
+
+
+# --- Reports ---------------------------------------------------------------------------------
+
+
+class ShowReport(Command):
+    """An admin asks for a report: summary, chart and CSV, built on the `reports` queue."""
+
+    task_name = "commands.show_report"
+    kind: Literal["show_report"] = "show_report"
+    period: OnDemandReport = ReportKind.TODAY

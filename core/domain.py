@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from core.roles import Role
 
@@ -68,6 +69,24 @@ class EventAction(StrEnum):
     @classmethod
     def of(cls, action: Action) -> EventAction:
         return cls(action.value)
+
+
+class ReportKind(StrEnum):
+    """Admins' reports: the periods a report covers."""
+
+    TODAY = "today"  # on demand: since local midnight
+    WEEK = "week"  # on demand: the last 7 days, today included
+    MONTH = "month"  # on demand: the last 30 days, today included
+    DAILY = "daily"  # scheduled: yesterday, whole
+    WEEKLY = "weekly"  # scheduled: last Monday to Sunday, whole
+
+
+OnDemandReport = Literal[ReportKind.TODAY, ReportKind.WEEK, ReportKind.MONTH]
+ON_DEMAND_REPORTS: tuple[OnDemandReport, ...] = (
+    ReportKind.TODAY,
+    ReportKind.WEEK,
+    ReportKind.MONTH,
+)
 
 
 class Who(StrEnum):

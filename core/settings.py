@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.schedules import Schedule, parse_duration, parse_schedule
 
 # Used when BOT_TOKEN is unset: the local sandbox accepts any well-formed token.
 SANDBOX_TOKEN = "123456789:zavhoz-sandbox"  # noqa: S105 - not a secret: sandbox only
@@ -54,6 +57,15 @@ class Settings(BaseSettings):
     # which stays under the broker's visibility timeout (a longer countdown would be redelivered).
     command_retry_seconds: float = Field(default=24 * 3600, gt=0)
     command_retry_cap_seconds: float = Field(default=30, gt=0, le=45)
+    # Scheduled jobs (see core.schedules): cron in TIMEZONE, or seconds; empty disables.
+    schedule_relay: str = "30"
+    schedule_report_daily: str = "0 8 * * *"
+    schedule_report_weekly: str = "0 8 * * 1"
+    # The time within which an open request of each priority should be done.
+    sla_urgent: str = "4h"
+    sla_high: str = "1d"
+    sla_normal: str = "3d"
+    sla_low: str = "7d"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -75,6 +87,18 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("schedule_relay", "schedule_report_daily", "schedule_report_weekly")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("sla_urgent", "sla_high", "sla_normal", "sla_low")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration(value)
         return value
 
     @field_validator("database_url", "redis_url", "bot_token", "sentry_dsn", mode="before")
@@ -138,6 +162,13 @@ class Settings(BaseSettings):
 
         register()
         return f"{SCHEME}+sqlite:///{(self.var_dir / 'broker.sqlite3').resolve()}"
+
+    def schedule(self, job: str) -> Schedule | None:
+        """`SCHEDULE_<JOB>` parsed (None: disabled)."""
+        return parse_schedule(getattr(self, f"schedule_{job}"))
+
+    def sla(self, priority: str) -> timedelta:
+        return parse_duration(getattr(self, f"sla_{priority}"))
 
     @property
     def embedded(self) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -73,6 +74,10 @@ class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
         Index(None, "status", "priority", "created_at"),
+        # Reports select by period on each of these.
+        Index(None, "created_at"),
+        Index(None, "accepted_at"),
+        Index(None, "done_at"),
         CheckConstraint(
             "status IN ('new', 'accepted', 'in_progress', 'done', 'rejected', 'cancelled',"
             " 'reopened')",
@@ -153,6 +158,8 @@ class RequestEvent(Base):
     """History: who did what to a request, when, with what note."""
 
     __tablename__ = "request_events"
+    # Reports count transitions by period and kind.
+    __table_args__ = (Index(None, "created_at", "action"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(
@@ -235,6 +242,21 @@ class ProcessedCommand(Base):
     task_name: Mapped[str] = mapped_column(String(64))
     # A hash of the command: the same key with another command is a new action, not a retry.
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+
+
+class GeneratedFile(Base):
+    """A file a worker made (a report's chart or CSV, an export), kept here until Telegram has
+    it: any worker on any host can send it, the first send uploads it, later sends use the
+    file_id Telegram gave back."""
+
+    __tablename__ = "generated_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    telegram_file_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
 
 

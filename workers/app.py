@@ -10,6 +10,7 @@ from kombu import Queue
 
 from core.logging import configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
+from core.schedules import CRON_FIELDS, Cron, Interval
 from core.settings import Settings, get_settings
 from workers.timing import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
 
@@ -19,11 +20,41 @@ TASK_MODULES = (
     "workers.command_tasks",
     "workers.notification_tasks",
     "workers.maintenance_tasks",
+    "workers.report_tasks",
 )
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": 30.0},
+# Scheduled jobs: the setting SCHEDULE_<JOB> says when (see core.schedules) -> the task.
+SCHEDULED_JOBS: dict[str, str] = {
+    "relay": "maintenance.relay_outbox",
+    "report_daily": "reports.daily",
+    "report_weekly": "reports.weekly",
 }
+# A cron job's message is dropped if no worker took it within this long: beat or the workers
+# down for a day must not flood admins with yesterday's reports when they come back.
+CRON_EXPIRY_S = 3600.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    from celery.schedules import crontab
+
+    entries: dict[str, dict[str, Any]] = {}
+    for job, task in SCHEDULED_JOBS.items():
+        when = settings.schedule(job)
+        if isinstance(when, Interval):
+            # An interval job's run is stale once the next one is due.
+            entries[job] = {
+                "task": task,
+                "schedule": when.seconds,
+                "options": {"expires": when.seconds},
+            }
+        elif isinstance(when, Cron):
+            fields = {name: getattr(when, name) for name in CRON_FIELDS}
+            entries[job] = {
+                "task": task,
+                "schedule": crontab(**fields),
+                "options": {"expires": CRON_EXPIRY_S},
+            }
+    return entries
 
 
 def route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
@@ -74,7 +105,7 @@ def create_app(settings: Settings) -> Celery:
         task_time_limit=HARD_TIME_LIMIT_S,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings),
         timezone=settings.timezone,
         enable_utc=True,
     )

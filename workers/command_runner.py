@@ -48,13 +48,13 @@ def apply_command(command: C, handler: Handler[C]) -> Outcome:
     mark = fingerprint(command)
     key = command.idempotency_key
     with session_scope() as session:
-        seen = _claim_key(session, key, command.task_name, mark)
+        seen = claim_key(session, key, command.task_name, mark)
         if seen is not None and seen != mark:
             # The key was used by another command: update ids numbered again from the start
             # (a restarted Bot API server, or Telegram after a quiet week). A new action.
             log.warning("command.key_reused", previous_fingerprint=seen[:12])
             key = f"{key}#{mark[:16]}"
-            seen = _claim_key(session, key, command.task_name, mark)
+            seen = claim_key(session, key, command.task_name, mark)
         if seen is not None:
             # Applied before: only send what that run left unsent.
             return Outcome(False, outbox.pending_ids_for_key(session, key), [])
@@ -64,7 +64,7 @@ def apply_command(command: C, handler: Handler[C]) -> Outcome:
         return Outcome(True, replies.inline_ids(), replies.notice_ids(), replies.after_commit)
 
 
-def _claim_key(session: Session, key: str, task_name: str, mark: str) -> str | None:
+def claim_key(session: Session, key: str, task_name: str, mark: str) -> str | None:
     """Store the key; None when it is new, else the fingerprint stored with it (a row from
     before fingerprints counts as this very command)."""
     try:

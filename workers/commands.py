@@ -12,6 +12,7 @@ from core import commands as c
 from workers import welcome
 from workers.broadcasts import handlers as broadcasts
 from workers.desk import handlers as desk
+from workers.reports import handlers as reports
 
 HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.RegisterUser: welcome.register_user,
@@ -29,4 +30,5 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.StartBroadcast: broadcasts.start_broadcast,
     c.ConfirmBroadcast: broadcasts.confirm_broadcast,
     c.CancelBroadcast: broadcasts.cancel_broadcast,
+    c.ShowReport: reports.show_report,
 }

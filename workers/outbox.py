@@ -33,6 +33,7 @@ from core.settings import get_settings
 from core.states import OutboxState
 from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
+from workers import uploads
 from workers.pacing import get_limiter
 from workers.telegram import get_client, method_for
 from workers.timing import MAX_PARKED_DELAY_S
@@ -272,11 +273,12 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     error_text: str | None = None
     verdict: Verdict | None = None
     try:
-        result = get_client().call(method_for(row.method, row.payload))
+        result = get_client().call(method_for(row.method, uploads.resolve(row.payload)))
     except Exception as error:
         verdict = classify(error)
         error_text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"[:1000]
     if verdict is None:
+        uploads.remember(row.payload, result)
         values = {
             "state": OutboxState.SENT,
             "sent_at": now(),

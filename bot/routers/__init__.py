@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import broadcast, fallback, groups, new_request, requests, start
+from bot.routers import broadcast, fallback, groups, new_request, reports, requests, start
 
 
 def feature_routers() -> list[Router]:
@@ -14,6 +14,7 @@ def feature_routers() -> list[Router]:
         start.create_router(),
         requests.create_router(),
         broadcast.create_router(),
+        reports.create_router(),
         new_request.create_router(),
         fallback.create_router(),
     ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from core.texts import base, desk, dialog, ops
+from core.texts import base, desk, dialog, ops, reports
 
 DEFAULT_LANGUAGE = "en"
 
-_MODULES = (base, dialog, desk, ops)
+_MODULES = (base, dialog, desk, ops, reports)
 
 
 def _merge(language: str) -> dict[str, str]:

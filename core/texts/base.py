@@ -18,7 +18,7 @@ EN = {
         "/start: the main menu\n"
         "/help: this message\n\n"
         "<b>Staff</b>: /queue [place] open requests\n"
-        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast"
+        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),
     "unknown": "I did not understand that. Send /help to see what I can do.",
     "busy": "Sorry, something went wrong on our side. Please try again in a minute.",
@@ -49,7 +49,7 @@ RU = {
         "/start: главное меню\n"
         "/help: это сообщение\n\n"
         "<b>Сотрудникам</b>: /queue [место] открытые заявки\n"
-        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast"
+        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),
     "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",
     "busy": "Извините, у нас что-то пошло не так. Попробуйте через минуту.",

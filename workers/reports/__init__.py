@@ -1,0 +1,1 @@
+"""Reports: figures by SQL aggregation, a chart, a CSV, delivered to admins."""
