@@ -222,3 +222,27 @@ def test_broadcast_from_the_bot(desk: dict[int, Chat]) -> None:
         chat.wait("Water is off tomorrow 10:00-12:00 <sorry> & thanks")
     admin.wait(lambda m: "finished: 2 sent, 0 failed of 2" in (m["text"] or ""))
     assert not any("Water is off" in text for text in staff.all_texts())
+
+
+def test_report_from_the_bot(desk: dict[int, Chat]) -> None:
+    admin, staff, resident = desk[ADMIN], desk[STAFF], desk[RESIDENT]
+    number = create(resident, "Report me")
+    resident.say("/report")
+    refusal = resident.wait("not allowed")
+    staff.say("/report week")
+    staff.wait("not allowed")
+    admin.say("/report yearly")
+    admin.wait("Which report?")  # the bot explains; nothing is enqueued
+
+    admin.say("/report")
+    summary = admin.wait(lambda m: (m["text"] or "").startswith("📊 Report for"))
+    assert "Created 1" in summary["text"]
+    admin.wait(lambda m: bool(m["photo"]))
+    csv = admin.wait(lambda m: bool(m["document"]))
+    rows = admin.api.download(csv["document"]).decode().splitlines()
+    assert rows[0].startswith("id,created,status") and rows[1].startswith(f"{number},")
+    admin.press(summary, "Month")  # the summary's buttons ask for another period
+    admin.wait("Preparing the report for")
+    assert sum(1 for m in admin.api.messages(ADMIN) if m["document"]) >= 1
+    resident.forge(refusal, "rp:month")  # a resident's forged press is refused by the worker
+    resident.wait("not allowed")

@@ -70,3 +70,14 @@ class SandboxAPI:
 
     def configure(self, **options: Any) -> None:
         self._call("POST", "/sandbox/config", options)
+
+    def download(self, file_id: str, token: str | None = None) -> bytes:
+        """A file's bytes as the bot would fetch them (getFile, then the file URL)."""
+        from core.settings import SANDBOX_TOKEN
+
+        token = token or SANDBOX_TOKEN
+        meta = self._call("POST", f"/bot{token}/getFile", {"file_id": file_id})
+        path = meta["result"]["file_path"]
+        with urllib.request.urlopen(f"{self.url}/file/bot{token}/{path}", timeout=30) as response:
+            data: bytes = response.read()
+        return data

@@ -55,7 +55,8 @@ def inproc_worker() -> Iterator[object]:
     """
     import workers.command_tasks
     import workers.maintenance_tasks
-    import workers.notification_tasks  # noqa: F401
+    import workers.notification_tasks
+    import workers.report_tasks  # noqa: F401
     from workers.app import app
 
     app.conf.update(broker_url="memory://", broker_transport_options={})

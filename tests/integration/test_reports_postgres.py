@@ -1,0 +1,73 @@
+"""Reports on PostgreSQL: the hand-worked figures (percentile_cont) and CSV of the SQLite
+tests, and two beat processes against real Redis firing each scheduled report once a tick."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from core.domain import ReportKind
+from db.models import User
+from tests.support import report_data
+from tests.support.processes import Processes
+from tests.support.sandbox_api import SandboxAPI
+from workers.reports.csv_export import write_csv
+from workers.reports.figures import compute
+from workers.reports.periods import period_for
+from workers.reports.service import sla_by_priority
+
+UTC = ZoneInfo("UTC")
+
+
+def test_figures_and_csv_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    engine = create_engine(pg_url)
+    try:
+        with Session(engine) as session:
+            report_data.seed(session)
+            session.commit()
+            period = period_for(ReportKind.TODAY, report_data.AT, UTC)
+            report_data.assert_figures(compute(session, period, report_data.AT, sla_by_priority()))
+            assert write_csv(session, period, tmp_path / "r.csv") == 7
+    finally:
+        engine.dispose()
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8").replace("\r\n", "\n") == report_data.CSV
+
+
+TICK_S = 3
+
+
+def test_two_beats_send_each_scheduled_report_once_a_tick(
+    procs: Processes, live_sandbox: SandboxAPI, pg_url: str
+) -> None:
+    admin = 4401
+    engine = create_engine(pg_url)
+    with Session(engine) as session:
+        session.add(User(telegram_id=admin, role="admin", language="en"))
+        session.commit()
+    engine.dispose()
+    live_sandbox._call("POST", "/sandbox/users", {"id": admin})
+    procs.env.update(
+        SCHEDULE_REPORT_DAILY=str(TICK_S), SCHEDULE_REPORT_WEEKLY="", SCHEDULE_RELAY=""
+    )
+    worker = procs.worker("w", "-c", "2")
+    started = time.monotonic()
+    beats = [procs.start(f"beat{n}", "beat") for n in (1, 2)]
+    time.sleep(5 * TICK_S + 1)
+    for beat in beats:
+        beat.stop()
+    elapsed = time.monotonic() - started
+    time.sleep(2)  # the last tick's task runs
+    runs = re.findall(r"Task reports\.daily\[[^\]]+\] received", worker.log())
+    sends = [b.log().count("Scheduler: Sending due task report_daily") for b in beats]
+    # One tick, one run: two beats sending each tick would make about twice as many.
+    assert sum(sends) == len(runs), (sends, len(runs))
+    assert 3 <= len(runs) <= elapsed / TICK_S + 1, (len(runs), elapsed)
+    # And every run was for the same day: the admin got that day's report once.
+    texts = [m["text"] for m in live_sandbox.messages(admin) if m["text"]]
+    assert len(texts) == 1 and texts[0].startswith("📊 Report for"), texts
+    assert sum(1 for m in live_sandbox.messages(admin) if m["photo"]) == 1
