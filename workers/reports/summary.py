@@ -110,14 +110,14 @@ def table_rows(figures: Figures) -> list[tuple[str, str]]:
     """The summary for a terminal: (figure, value) rows, every staff member included."""
     f, lang = figures, "en"
     rows: list[tuple[str, str]] = [("period", f.period.label())]
-    for action in (
-        EventAction.CREATED,
-        EventAction.DONE,
-        EventAction.REJECT,
-        EventAction.CANCEL,
-        EventAction.REOPEN,
+    for label, action in (
+        ("created", EventAction.CREATED),
+        ("done", EventAction.DONE),
+        ("rejected", EventAction.REJECT),
+        ("cancelled", EventAction.CANCEL),
+        ("reopened", EventAction.REOPEN),
     ):
-        rows.append((action.value, str(f.count(action))))
+        rows.append((label, str(f.count(action))))
     rows.append(("open now", str(f.open_total)))
     rows += [(f"  status {s.value}", str(f.open_by_status.get(s, 0))) for s in _STATUS_ORDER]
     rows += [(f"  priority {p.value}", str(f.open_by_priority.get(p, 0))) for p in _PRIORITY_ORDER]
