@@ -226,6 +226,13 @@ BroadcastText = Annotated[
 ]
 
 
+class BeginBroadcast(Command):
+    """/broadcast: an admin is asked for the audience; anyone else is refused at once."""
+
+    task_name = "commands.begin_broadcast"
+    kind: Literal["begin_broadcast"] = "begin_broadcast"
+
+
 class StartBroadcast(Command):
     """An admin's message to many: the worker counts the recipients and asks to confirm."""
 

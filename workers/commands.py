@@ -27,6 +27,7 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.RateRequest: desk.rate_request,
     c.SetRole: desk.set_role,
     c.ListStaff: desk.list_staff,
+    c.BeginBroadcast: broadcasts.begin_broadcast,
     c.StartBroadcast: broadcasts.start_broadcast,
     c.ConfirmBroadcast: broadcasts.confirm_broadcast,
     c.CancelBroadcast: broadcasts.cancel_broadcast,

@@ -7,7 +7,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 
 from bot.actors import Envelope, language_of
 from bot.middlewares import with_envelopes
@@ -29,20 +29,10 @@ _ON_BROADCAST: dict[BroadcastVerb, type[c.ConfirmBroadcast | c.CancelBroadcast]]
 }
 
 
-async def ask_audience(message: Message) -> None:
-    language = language_of(message)
-    keyboard = InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=t(f"bc.audience.{a}", language),
-                    callback_data=BroadcastCb(action=BroadcastVerb.AUDIENCE, arg=a).pack(),
-                )
-                for a in Audience
-            ]
-        ]
-    )
-    await message.answer(t("bc.ask_audience", language), reply_markup=keyboard)
+async def ask_audience(message: Message, envelope: Envelope) -> None:
+    # The worker knows who is an admin: it asks for the audience, or refuses at once.
+    if message.from_user:
+        await envelope.send(c.BeginBroadcast)
 
 
 async def on_button(

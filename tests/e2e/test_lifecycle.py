@@ -206,8 +206,9 @@ BAD_INPUTS: list[tuple[Callable[[Chat], None], str, str]] = [
 
 def test_broadcast_from_the_bot(desk: dict[int, Chat]) -> None:
     admin, resident, other, staff = desk[ADMIN], desk[RESIDENT], desk[OTHER], desk[STAFF]
-    resident.say("/broadcast")  # anyone may ask; only an admin gets through the worker
-    resident.press(resident.wait("Who should get the message?"), "Everyone")
+    resident.say("/broadcast")  # refused at once, not after walking through the dialog
+    refusal = resident.wait("not allowed")
+    resident.forge(refusal, "bc:aud:0:everyone")  # a forged audience gets as far as the text
     resident.wait("Send the message")
     resident.say("I am not an admin")
     resident.wait("not allowed")

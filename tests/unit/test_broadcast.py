@@ -184,3 +184,17 @@ def _settings_cache() -> Iterator[None]:
     from core.settings import get_settings
 
     get_settings.cache_clear()
+
+
+def test_broadcast_asks_an_admin_for_the_audience_and_refuses_others_at_once(
+    sandbox: SandboxAPI, people: list[int]
+) -> None:
+    run(c.BeginBroadcast, people[0])
+    assert [m["text"] for m in sandbox.messages(people[0])] == [
+        "⛔ You are not allowed to do that."
+    ]
+    run(c.BeginBroadcast, ADMIN)
+    question = sandbox.messages(ADMIN)[-1]
+    assert question["text"] == "Who should get the message?"
+    buttons = [b["callback_data"] for b in question["reply_markup"]["inline_keyboard"][0]]
+    assert buttons == ["bc:aud:0:residents", "bc:aud:0:staff", "bc:aud:0:everyone"]

@@ -21,6 +21,20 @@ def _audience_text(audience: Audience, lang: str) -> str:
     return t(f"bc.audience.{audience}", lang)
 
 
+def begin_broadcast(session: Session, command: c.BeginBroadcast, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if not require_admin(ctx):
+        return
+    choices = [
+        button(
+            t(f"bc.audience.{a}", ctx.lang),
+            BroadcastCb(action=BroadcastVerb.AUDIENCE, arg=a).pack(),
+        )
+        for a in Audience
+    ]
+    ctx.reply("bc.ask_audience", reply_markup=inline([choices]))
+
+
 def start_broadcast(session: Session, command: c.StartBroadcast, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
     if not require_admin(ctx):
