@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     schedule_relay: str = "30"
     schedule_report_daily: str = "0 8 * * *"
     schedule_report_weekly: str = "0 8 * * 1"
+    schedule_retention: str = "30 3 * * *"
+    # How long what is kept only for a while is kept (see workers/upkeep/retention.py).
+    retention_idempotency: str = "7d"
+    retention_outbox: str = "30d"
     # The time within which an open request of each priority should be done.
     sla_urgent: str = "4h"
     sla_high: str = "1d"
@@ -89,13 +93,22 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
-    @field_validator("schedule_relay", "schedule_report_daily", "schedule_report_weekly")
+    @field_validator(
+        "schedule_relay", "schedule_report_daily", "schedule_report_weekly", "schedule_retention"
+    )
     @classmethod
     def _check_schedule(cls, value: str) -> str:
         parse_schedule(value)
         return value
 
-    @field_validator("sla_urgent", "sla_high", "sla_normal", "sla_low")
+    @field_validator(
+        "sla_urgent",
+        "sla_high",
+        "sla_normal",
+        "sla_low",
+        "retention_idempotency",
+        "retention_outbox",
+    )
     @classmethod
     def _check_duration(cls, value: str) -> str:
         parse_duration(value)
@@ -169,6 +182,9 @@ class Settings(BaseSettings):
 
     def sla(self, priority: str) -> timedelta:
         return parse_duration(getattr(self, f"sla_{priority}"))
+
+    def retention(self, what: str) -> timedelta:
+        return parse_duration(getattr(self, f"retention_{what}"))
 
     @property
     def embedded(self) -> bool:

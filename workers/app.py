@@ -28,6 +28,7 @@ SCHEDULED_JOBS: dict[str, str] = {
     "relay": "maintenance.relay_outbox",
     "report_daily": "reports.daily",
     "report_weekly": "reports.weekly",
+    "retention": "maintenance.retention",
 }
 # A cron job's message is dropped if no worker took it within this long: beat or the workers
 # down for a day must not flood admins with yesterday's reports when they come back.

@@ -7,6 +7,7 @@ from workers import outbox
 from workers.app import app, send_signatures
 from workers.broadcasts import engine
 from workers.redelivery import CappedTask
+from workers.upkeep import retention
 
 RELAY_BATCH = 500
 # Well inside the task's soft time limit: what is left is sent by the next run.
@@ -29,3 +30,14 @@ def relay_outbox() -> dict[str, int]:
     if released:
         counts["leases_released"] = released
     return counts
+
+
+# Within the task's soft time limit: what is left is deleted by the next run.
+RETENTION_BUDGET_S = 20.0
+
+
+@app.task(name="maintenance.retention", base=CappedTask)
+def prune_retained() -> dict[str, int]:
+    """Delete idempotency keys, finished outbox rows and generated files past their retention
+    (RETENTION_IDEMPOTENCY, RETENTION_OUTBOX), in batches."""
+    return retention.prune(budget_s=RETENTION_BUDGET_S)

@@ -1,0 +1,78 @@
+"""Retention: what the system keeps only for a while is deleted in bounded batches.
+
+Idempotency keys (a redelivery comes within minutes, Telegram's updates within a day),
+outbox rows that are done with (sent, failed, dead), and the files reports made. Each batch is
+a short transaction of its own, so a big backlog never holds a long lock; two runs at once
+only split the work (each batch deletes rows by id that it has just selected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select
+
+from core.clock import now
+from core.settings import get_settings
+from core.states import OutboxState
+from db.models import GeneratedFile, Outbox, ProcessedCommand
+from db.session import session_scope
+
+BATCH = 5000
+_FINISHED = (OutboxState.SENT, OutboxState.FAILED, OutboxState.DEAD)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    model: Any
+    key: Any  # the primary key column
+    where: ColumnElement[bool]
+
+
+def rules(at: datetime) -> list[Rule]:
+    settings = get_settings()
+    keys_before = at - settings.retention("idempotency")
+    outbox_before = at - settings.retention("outbox")
+    return [
+        Rule(
+            "idempotency_keys",
+            ProcessedCommand,
+            ProcessedCommand.key,
+            ProcessedCommand.created_at < keys_before,
+        ),
+        Rule(
+            "outbox",
+            Outbox,
+            Outbox.id,
+            (Outbox.state.in_(_FINISHED)) & (Outbox.created_at < outbox_before),
+        ),
+        Rule(
+            "generated_files",
+            GeneratedFile,
+            GeneratedFile.id,
+            GeneratedFile.created_at < outbox_before,
+        ),
+    ]
+
+
+def prune(*, at: datetime | None = None, budget_s: float | None = None) -> dict[str, int]:
+    """Delete what is past its retention; returns how many rows of each kind."""
+    import time
+
+    at = at or now()
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    counts: dict[str, int] = {}
+    for rule in rules(at):
+        while deadline is None or time.monotonic() < deadline:
+            with session_scope() as session:
+                ids = list(session.scalars(select(rule.key).where(rule.where).limit(BATCH)))
+                if ids:
+                    session.execute(delete(rule.model).where(rule.key.in_(ids)))
+            if ids:
+                counts[rule.name] = counts.get(rule.name, 0) + len(ids)
+            if len(ids) < BATCH:
+                break
+    return counts
