@@ -384,6 +384,7 @@ async def set_webhook(call: Call) -> Any:
         "max_connections": call.get_int("max_connections") or 40,
         "allowed_updates": call.get_obj("allowed_updates"),
     }
+    call.state.changed("meta", "webhook", call.state.webhook)
     call.state.webhook_last_error = None
     call.state.updates_changed.notify()
     return True
@@ -394,6 +395,7 @@ async def delete_webhook(call: Call) -> Any:
     if call.get_bool("drop_pending_updates") and call.state.updates:
         call.state.confirm(call.state.updates[-1]["update_id"] + 1)
     call.state.webhook = None
+    call.state.changed("meta", "webhook", None)
     call.state.updates_changed.notify()
     return True
 
@@ -585,6 +587,7 @@ async def answer_callback_query(call: Call) -> Any:
     if text and len(text) > 200:
         raise bad_request("MESSAGE_TOO_LONG")
     query["answered"] = True
+    call.state.changed("callback", query_id, None)  # a forgotten id gets the same error
     call.state.callback_answers.append(
         {
             "query_id": query_id,
@@ -629,9 +632,11 @@ async def set_my_commands(call: Call) -> Any:
             raise bad_request("BOT_COMMAND_INVALID")
         if not 1 <= len(str(cmd.get("description", ""))) <= 256:
             raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-    call.state.commands[_commands_key(call)] = [
+    key = _commands_key(call)
+    call.state.commands[key] = [
         {"command": c["command"], "description": c["description"]} for c in commands
     ]
+    call.state.changed("commands", key, call.state.commands[key])
     return True
 
 
@@ -642,7 +647,9 @@ async def get_my_commands(call: Call) -> Any:
 
 @method("deleteMyCommands")
 async def delete_my_commands(call: Call) -> Any:
-    call.state.commands.pop(_commands_key(call), None)
+    key = _commands_key(call)
+    call.state.commands.pop(key, None)
+    call.state.changed("commands", key, None)
     return True
 
 

@@ -24,6 +24,10 @@ BANNER = (
 REPLY_TIMEOUT = 5.0  # piped input: how long to wait for the bot's first reply to a line
 QUIET = 0.4  # piped input: the reply is complete after this long without new messages
 EOF_GRACE = 1.0
+RETRY = 1.0  # while the sandbox is unreachable (restarting), try again this often
+SEND_PATIENCE = 60.0  # how long a typed line waits for the sandbox to come back
+UNREACHABLE = "! sandbox unreachable, retrying…"
+GENERATION_HEADER = "X-Sandbox-Generation"  # sandbox/control.py; new value: seq starts over
 
 
 @dataclass
@@ -95,6 +99,8 @@ class ChatClient:
         self.stdin = stdin
         self.stdout = stdout
         self.seq = 0
+        self.generation: str | None = None
+        self.offline = False  # said UNREACHABLE and not yet heard back from the sandbox
         self.buttons: list[Button] = []
         self.buttons_message: int | None = None
         self.changed = asyncio.Event()
@@ -108,12 +114,38 @@ class ChatClient:
         self.stdout.write(line + "\n")
         self.stdout.flush()
 
+    def _unreachable(self) -> None:
+        if not self.offline:  # one line per outage, however long it lasts
+            self.offline = True
+            self.say(UNREACHABLE)
+
+    def _reachable(self) -> None:
+        if self.offline:
+            self.offline = False
+            self.say("! sandbox is back")
+
     async def _post(self, http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
-        async with http.post(self.url + path, json=body) as resp:
-            if resp.status != 200:
-                self.say(f"! sandbox refused: {resp.status} {await resp.text()}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SEND_PATIENCE
+        while True:
+            try:
+                async with http.post(self.url + path, json=body) as resp:
+                    self._reachable()
+                    if resp.status != 200:
+                        self.say(f"! sandbox refused: {resp.status} {await resp.text()}")
+                        return None
+                    return await resp.json()
+            except aiohttp.ClientConnectorError:
+                # Nothing reached the sandbox, so sending again can't duplicate anything.
+                self._unreachable()
+                if loop.time() > deadline:
+                    self.say("! not sent: the sandbox did not come back")
+                    return None
+                await asyncio.sleep(RETRY)
+            except (aiohttp.ClientError, TimeoutError):
+                self._unreachable()
+                self.say("! the sandbox went away mid-request; this may not have been sent")
                 return None
-            return await resp.json()
 
     def _show(self, entry: dict[str, Any]) -> None:
         buttons = _buttons(entry)
@@ -123,15 +155,47 @@ class ChatClient:
             self.buttons, self.buttons_message = [], None  # the edit removed its keyboard
         self.say(render(entry, buttons))
 
-    async def receive(self, http: aiohttp.ClientSession) -> None:
+    async def _register(self, http: aiohttp.ClientSession) -> None:
+        """Make the user known, so the bot can write first (also after a sandbox reset)."""
+        await self._post(
+            http,
+            "/sandbox/users",
+            {
+                "id": self.user_id,
+                "first_name": self.first_name,
+                "language_code": self.language_code,
+            },
+        )
+
+    async def _poll(self, http: aiohttp.ClientSession, wait: float) -> list[dict[str, Any]]:
+        """Bot messages after ``self.seq``; notices a sandbox whose numbering started over."""
         path = f"{self.url}/sandbox/chats/{self.user_id}/messages"
         while True:
+            params = {"after": str(self.seq), "wait": str(wait)}
+            if self.generation is not None:
+                params["generation"] = self.generation
+            async with http.get(path, params=params) as resp:
+                resp.raise_for_status()
+                entries: list[dict[str, Any]] = await resp.json()
+                generation = resp.headers.get(GENERATION_HEADER)
+            if generation == self.generation or self.generation is None:
+                self.generation = generation
+                return entries
+            # A reset, or a restart without a state dir: seq numbering started over and all
+            # that is there now was said after we last looked, so read it from the start.
+            self.generation = generation
+            self.seq = 0
+            await self._register(http)
+
+    async def receive(self, http: aiohttp.ClientSession) -> None:
+        while True:
             try:
-                async with http.get(path, params={"after": self.seq, "wait": "20"}) as resp:
-                    entries = await resp.json()
-            except (aiohttp.ClientError, TimeoutError):
-                await asyncio.sleep(1)
+                entries = await self._poll(http, 20)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                self._unreachable()
+                await asyncio.sleep(RETRY)
                 continue
+            self._reachable()
             for entry in entries:
                 self.seq = max(self.seq, entry["seq"])
                 self._show(entry)
@@ -184,10 +248,13 @@ class ChatClient:
     async def _show_answer(self, http: aiohttp.ClientSession, query_id: str) -> None:
         for _ in range(20):
             await asyncio.sleep(0.25)
-            async with http.get(
-                self.url + "/sandbox/callback_answers", params={"query_id": query_id}
-            ) as resp:
-                answers = await resp.json()
+            try:
+                async with http.get(
+                    self.url + "/sandbox/callback_answers", params={"query_id": query_id}
+                ) as resp:
+                    answers = await resp.json()
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue  # the receiver reports an outage
             if answers:
                 if answers[0].get("text"):
                     kind = "alert" if answers[0].get("show_alert") else "toast"
@@ -274,19 +341,11 @@ class ChatClient:
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            await self._post(
-                http,
-                "/sandbox/users",
-                {
-                    "id": self.user_id,
-                    "first_name": self.first_name,
-                    "language_code": self.language_code,
-                },
-            )
             # Start after what the bot already said, so a reconnect doesn't replay history.
-            async with http.get(f"{self.url}/sandbox/chats/{self.user_id}/messages") as resp:
-                existing = await resp.json()
+            # (Also the first contact: an unreachable sandbox ends the chat here, in chat().)
+            existing = await self._poll(http, 0)
             self.seq = max((e["seq"] for e in existing), default=0)
+            await self._register(http)
             self.say(BANNER.format(url=self.url, uid=self.user_id, name=self.first_name))
             receiver = asyncio.create_task(self.receive(http))
             queue: asyncio.Queue[str | None] = asyncio.Queue()

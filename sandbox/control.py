@@ -17,6 +17,8 @@ from sandbox.botapi import STATE_KEY
 from sandbox.state import Chat, Fault, State, StoredMessage, User, fake_jpeg, image_size
 
 M = TypeVar("M", bound=BaseModel)
+# Changes when seq numbering starts over (a reset, or a restart without a state dir).
+GENERATION_HEADER = "X-Sandbox-Generation"
 _COMMAND_RE = re.compile(r"^/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?")
 
 
@@ -231,6 +233,7 @@ async def post_callback(request: web.Request) -> web.Response:
         message = target.payload
     query_id = str(secrets.randbelow(10**18) + 10**18)
     state.callback_queries[query_id] = {"user_id": user.id, "answered": False}
+    state.changed("callback", query_id, state.callback_queries[query_id])
     update = state.push_update(
         {
             "callback_query": {
@@ -253,8 +256,14 @@ async def get_chat_messages(request: web.Request) -> web.Response:
         wait = min(float(request.query.get("wait", "0")), 300.0)
     except ValueError:
         raise web.HTTPBadRequest(text="chat_id/after/wait must be numbers") from None
-    await state.chats_changed.wait_for(lambda: bool(state.bot_log(chat_id, after)), wait)
-    return web.json_response(state.bot_log(chat_id, after))
+    # A client that saw another generation (numbering started over) must hear so at once.
+    seen = request.query.get("generation", state.generation)
+    await state.chats_changed.wait_for(
+        lambda: bool(state.bot_log(chat_id, after)) or state.generation != seen, wait
+    )
+    return web.json_response(
+        state.bot_log(chat_id, after), headers={GENERATION_HEADER: state.generation}
+    )
 
 
 async def get_callback_answers(request: web.Request) -> web.Response:

@@ -12,14 +12,17 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from sandbox import botapi, control
 from sandbox.botapi import STATE_KEY, Upload
+from sandbox.persist import StateInUse, Store
 from sandbox.state import ApiError, SandboxConfig, State
 
 __all__ = [
@@ -88,6 +91,7 @@ async def _deliver_webhooks(state: State) -> None:
                         state.confirm(update["update_id"] + 1)
                         with contextlib.suppress(Exception):
                             await _webhook_reply(state, hook["bot_id"], resp)
+                        state.flush()  # outside any request: nothing else would write it
                     else:
                         error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -105,12 +109,34 @@ async def _webhook_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(config: SandboxConfig | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
-    app[STATE_KEY] = State(config)
+@web.middleware
+async def _flush_state(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Write what the request changed before answering: what a client saw is on disk."""
+    try:
+        return await handler(request)
+    finally:
+        request.app[STATE_KEY].flush()
+
+
+async def _close_store(app: web.Application) -> None:
+    store = app[STATE_KEY].disk
+    if store is not None:
+        store.close()
+
+
+def create_app(
+    config: SandboxConfig | None = None, state_dir: str | Path | None = None
+) -> web.Application:
+    """The sandbox app; with ``state_dir`` its state lives on in ``state_dir/sandbox.sqlite3``."""
+    store = Store(Path(state_dir)) if state_dir is not None else None
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[_flush_state] if store is not None else []
+    )
+    app[STATE_KEY] = State(config, store)
     botapi.add_routes(app)
     control.add_routes(app)
     app.cleanup_ctx.append(_webhook_ctx)
+    app.on_cleanup.append(_close_store)
     return app
 
 
@@ -130,11 +156,14 @@ class RunningSandbox:
 
 
 async def start_sandbox(
-    host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: SandboxConfig | None = None,
+    state_dir: str | Path | None = None,
 ) -> RunningSandbox:
     # handler_cancellation: a client that gives up on a long poll must not leave it running.
     runner = web.AppRunner(
-        create_app(config),
+        create_app(config, state_dir),
         handle_signals=False,
         access_log=None,
         handler_cancellation=True,
@@ -149,14 +178,21 @@ async def start_sandbox(
     return RunningSandbox(runner, host, real_port)
 
 
-def run(host: str, port: int, config: SandboxConfig | None = None) -> None:
+def run(
+    host: str,
+    port: int,
+    config: SandboxConfig | None = None,
+    state_dir: str | Path | None = None,
+) -> None:
     """Serve until Ctrl-C (used by ``zavhoz sandbox`` and ``python -m sandbox``)."""
 
     async def main() -> None:
-        sandbox = await start_sandbox(host, port, config)
+        sandbox = await start_sandbox(host, port, config, state_dir)
+        store = sandbox.state.disk
         print(
             f"Telegram sandbox listening on {sandbox.url} "
-            f"(bot API: {sandbox.url}/bot<token>/<method>, control: {sandbox.url}/sandbox/)",
+            f"(bot API: {sandbox.url}/bot<token>/<method>, control: {sandbox.url}/sandbox/); "
+            f"state {'in ' + str(store.path) if store else 'in memory only'}",
             flush=True,
         )
         try:
@@ -164,8 +200,11 @@ def run(host: str, port: int, config: SandboxConfig | None = None) -> None:
         finally:
             await sandbox.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    except StateInUse as exc:
+        raise SystemExit(f"sandbox: {exc}") from None
 
 
 class SandboxThread:
@@ -175,9 +214,14 @@ class SandboxThread:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: SandboxConfig | None = None,
+        state_dir: str | Path | None = None,
     ) -> None:
         self._host, self._port, self._config = host, port, config
+        self._state_dir = state_dir
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sandbox: RunningSandbox | None = None
@@ -204,7 +248,9 @@ class SandboxThread:
         async def serve() -> None:
             self._stop = asyncio.Event()
             try:
-                self._sandbox = await start_sandbox(self._host, self._port, self._config)
+                self._sandbox = await start_sandbox(
+                    self._host, self._port, self._config, self._state_dir
+                )
             except BaseException as exc:
                 self._error = exc
                 raise

@@ -14,7 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.persist import Store
 
 # Calls that count towards flood limits and that faults hit by default.
 SENDING_METHODS = frozenset(
@@ -312,15 +315,50 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
 
 class State:
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    """The sandbox's world; with a ``store`` it is loaded from and written to disk."""
+
+    def __init__(self, config: SandboxConfig | None = None, store: Store | None = None) -> None:
         self.initial_config = replace(config) if config else SandboxConfig()
-        # Update ids stay monotonic across resets so a running poller's offset stays valid.
-        self._update_ids = itertools.count(1)
+        # Update ids stay monotonic across resets (and restarts, with a store) so a running
+        # poller's offset stays valid and the bot's per-update dedupe keys never collide.
+        self.last_update_id = 0
         self.updates_changed = Notifier()
         self.chats_changed = Notifier()
-        self.reset()
+        self.disk = store  # not "store": State.store() stores a message
+        self._clear()
+        if store is not None:
+            store.load(self)
+            self._recount()
+            self.changed("meta", "generation", self.generation)
+            store.flush()
+
+    def changed(self, kind: str, key: Any, obj: Any) -> None:
+        """Note an object to write at the next flush (None: delete it); no-op in memory."""
+        if self.disk is not None:
+            self.disk.mark(kind, key, obj)
+
+    def flush(self) -> None:
+        if self.disk is not None:
+            self.disk.flush()
 
     def reset(self) -> None:
+        """Forget everything but the update id counter, on disk too."""
+        self._clear()
+        if self.disk is not None:
+            self.disk.clear()
+            self.changed("meta", "generation", self.generation)
+
+    def _recount(self) -> None:
+        """Counters that follow from loaded messages: per-chat message ids and ``seq``."""
+        last_seq = 0
+        for chat_id, msgs in self.messages.items():
+            self._message_ids[chat_id] = itertools.count(max(msgs) + 1)
+            last_seq = max(last_seq, *(m.seq for m in msgs.values()))
+        self._seq = itertools.count(last_seq + 1)
+
+    def _clear(self) -> None:
+        # A new generation tells clients (sandbox/chat.py) that seq numbering started over.
+        self.generation = secrets.token_hex(8)
         self.config = replace(self.initial_config)
         self.users: dict[int, User] = {}
         self.chats: dict[int, Chat] = {}
@@ -332,7 +370,7 @@ class State:
         self.poll_generation = 0  # a newer getUpdates terminates an older one (409)
         self.files: dict[str, FileRec] = {}
         self.files_by_path: dict[str, FileRec] = {}
-        self._file_seq = itertools.count(1)
+        self.last_file_no = 0
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
@@ -350,9 +388,11 @@ class State:
             user = User(id=user_id)
             self.users[user_id] = user
             self.chats[user_id] = Chat(id=user_id, type="private", user=user)
+            self.changed("chat", user_id, self.chats[user_id])
         for key, value in fields.items():
             if value is not None and hasattr(user, key):
                 setattr(user, key, value)
+        self.changed("user", user_id, user)  # callers may still change it (blocked)
         return user
 
     def upsert_group(self, chat_id: int, title: str | None, chat_type: str) -> Chat:
@@ -362,6 +402,7 @@ class State:
             self.chats[chat_id] = chat
         elif title:
             chat.title = title
+        self.changed("chat", chat_id, chat)
         return chat
 
     # messages
@@ -372,6 +413,7 @@ class State:
     def store(self, msg: StoredMessage) -> StoredMessage:
         msg.seq = next(self._seq)
         self.messages.setdefault(msg.chat_id, {})[msg.message_id] = msg
+        self._message_changed(msg)
         if msg.from_bot:
             self.chats_changed.notify()
         return msg
@@ -379,7 +421,11 @@ class State:
     def touch(self, msg: StoredMessage) -> None:
         """Bump seq after an edit/delete so control-API pollers see the message again."""
         msg.seq = next(self._seq)
+        self._message_changed(msg)
         self.chats_changed.notify()
+
+    def _message_changed(self, msg: StoredMessage) -> None:
+        self.changed("message", f"{msg.chat_id}:{msg.message_id}", msg)
 
     def get_message(self, chat_id: int, message_id: int) -> StoredMessage | None:
         return self.messages.get(chat_id, {}).get(message_id)
@@ -390,23 +436,29 @@ class State:
 
     # updates
     def push_update(self, body: dict[str, Any]) -> dict[str, Any]:
-        update = {"update_id": next(self._update_ids), **body}
+        self.last_update_id += 1
+        update = {"update_id": self.last_update_id, **body}
         self.updates.append(update)
+        self.changed("update", self.last_update_id, update)
+        self.changed("meta", "last_update_id", self.last_update_id)
         self.updates_changed.notify()
         return update
 
     def confirm(self, offset: int) -> None:
         """Forget updates below ``offset`` (getUpdates offset semantics)."""
+        before = self.confirmed_offset
         if offset < 0:
             keep = -offset
             dropped = self.updates[:-keep] if keep < len(self.updates) else []
             if dropped:
                 self.confirmed_offset = max(self.confirmed_offset, dropped[-1]["update_id"] + 1)
             self.updates = self.updates[len(dropped) :]
-            return
-        if offset > 0:
+        elif offset > 0:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
             self.confirmed_offset = max(self.confirmed_offset, offset)
+        if self.confirmed_offset != before:
+            # Pending updates are those from confirmed_offset on: the store drops the rest.
+            self.changed("meta", "confirmed_offset", self.confirmed_offset)
 
     # files
     def add_file(
@@ -420,7 +472,8 @@ class State:
         width: int = 0,
         height: int = 0,
     ) -> FileRec:
-        n = next(self._file_seq)
+        self.last_file_no = n = self.last_file_no + 1
+        self.changed("meta", "last_file_no", n)
         prefix = "AgAC" if kind == "photo" else "BQAC"
         ext = (file_name or "").rsplit(".", 1)[-1] if file_name and "." in file_name else ""
         if kind == "photo":
@@ -440,6 +493,7 @@ class State:
         )
         self.files[rec.file_id] = rec
         self.files_by_path[rec.file_path] = rec
+        self.changed("file", rec.file_id, rec)  # written at flush, with sizes set below
         return rec
 
     def add_photo(self, data: bytes, file_size: int | None = None) -> list[FileRec]:
@@ -532,5 +586,7 @@ class State:
             "updates_pending": len(self.updates),
             "confirmed_offset": self.confirmed_offset,
             "webhook_url": self.webhook["url"] if self.webhook else "",
+            "generation": self.generation,
+            "persistent": self.disk is not None,
             "config": asdict(self.config),
         }
