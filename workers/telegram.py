@@ -54,6 +54,13 @@ def get_client() -> TelegramClient:
         settings.api_url,
         settings.token,
     ):
+        if client is not None and client.pid == os.getpid():
+            # Settings changed under this thread (tests do): close the old session, not leak it.
+            with _lock:
+                if client in _all:
+                    _all.remove(client)
+            with contextlib.suppress(RuntimeError):
+                client.close()
         client = TelegramClient(settings.api_url, settings.token)
         _local.client = client
         with _lock:

@@ -91,10 +91,40 @@ def _status(_: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from core.domain import ReportKind
+    from workers import outbox
+    from workers.reports import service
+    from workers.reports.summary import table_rows
+
+    kind = ReportKind(args.kind)
+    print(f"building the {kind} report…", file=sys.stderr)
+    built = service.build(kind, langs={"en"})
+    rows = table_rows(built.figures)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    out = Path(args.out) if args.out else get_settings().var_dir / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"zavhoz-{kind}-{built.figures.period.first_day:%Y-%m-%d}"
+    (out / f"{stem}.png").write_bytes(built.charts["en"])
+    (out / f"{stem}.csv").write_bytes(built.csv)
+    print(f"chart: {out / f'{stem}.png'}\ncsv:   {out / f'{stem}.csv'} ({built.csv_rows} requests)")
+    if args.send:
+        admins = service.admins()
+        ids, _ = service.send_report(kind, admins)
+        if not ids:
+            print("sent nothing: no admin to send to, or this period's report went out already")
+            return 0
+        counts = outbox.deliver(ids).counts
+        print(f"sent to {len(admins)} admin(s): {counts} (the relay retries what is left)")
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from sandbox.server import run
 
-    run(args.host, args.port)
+    run(args.host, args.port, state_dir=args.state_dir)
     return 0
 
 
@@ -130,7 +160,9 @@ def _up(args: argparse.Namespace) -> int:
         if not settings.admin_ids:
             # The demo needs someone to grant roles: the first chat user is the admin.
             env["ADMIN_IDS"] = str(DEMO_ADMIN)
-        sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port)]
+        # The sandbox keeps its state under VAR_DIR, like the rest: a restart loses nothing.
+        state_dir = str(settings.var_dir.resolve())
+        sandbox = [*exe, "sandbox", "--port", str(args.sandbox_port), "--state-dir", state_dir]
         children.append(("sandbox", _child(sandbox, env)))
     migrate.upgrade()
     # One process with threads: without Redis the rate limiter lives in process memory, so
@@ -262,9 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_argument("--all", action="store_true", help="replay every waiting one")
     commands.set_defaults(func=_commands)
     sub.add_parser("status", help="outbox and dead letters at a glance").set_defaults(func=_status)
+    report = sub.add_parser(
+        "report", help="a report as a table, its chart and CSV; --send to admins"
+    )
+    report.add_argument("kind", choices=["daily", "weekly", "today", "week", "month"])
+    report.add_argument(
+        "--out", help="where to write the PNG and the CSV (default VAR_DIR/reports)"
+    )
+    report.add_argument("--send", action="store_true", help="deliver it to the admins")
+    report.set_defaults(func=_report)
     sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=_SANDBOX_PORT)
+    sandbox.add_argument(
+        "--state-dir", help="keep state across restarts in DIR/sandbox.sqlite3 (default: memory)"
+    )
     sandbox.set_defaults(func=_sandbox)
     chat = sub.add_parser("chat", help="talk to the bot through the sandbox from a terminal")
     chat.add_argument("--as", dest="user_id", type=int, required=True, help="your Telegram id")

@@ -62,6 +62,9 @@ def inproc_worker() -> Iterator[object]:
     app.conf.update(broker_url="memory://", broker_transport_options={})
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
         yield worker
+    from workers.telegram import close_clients
+
+    close_clients()  # the worker threads' Bot API sessions, closed rather than left to exit
 
 
 @pytest.fixture(autouse=True)
