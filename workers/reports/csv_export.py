@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, any_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc
@@ -62,7 +62,7 @@ def write_csv(session: Session, period: Period, path: Path) -> int:
             Request.rating,
         )
         .outerjoin(assignee, assignee.id == Request.assignee_id)
-        .where(Request.id.in_(touched))
+        .where(_among(session, Request.id, touched))
         .order_by(Request.id)
         .execution_options(yield_per=BATCH)
     )
@@ -76,27 +76,40 @@ def write_csv(session: Session, period: Period, path: Path) -> int:
     return rows
 
 
+def _among(session: Session, column: Any, ids: Any) -> ColumnElement[bool]:
+    """`column IN (subquery)`; on PostgreSQL `= ANY(ARRAY(subquery))`, which looks the touched
+    requests up by key instead of merge-joining the whole table (bench/reports.py: a month's
+    CSV query 408 -> 311 ms at 1M requests, a week's 211 -> 74 ms)."""
+    if session.get_bind().dialect.name == "postgresql":
+        found: ColumnElement[bool] = column == any_(func.array(ids))
+    else:
+        found = column.in_(ids)
+    return found
+
+
 def _row(r: Any, period: Period) -> list[Any]:
+    (rid, created, status, priority, location, title, first, last, username, staff_id, erased,
+     accepted, done, rating) = r  # fmt: skip
+    tz = period.tz
+
     def local(at: datetime | None) -> str:
-        return "" if at is None else as_utc(at).astimezone(period.tz).isoformat(timespec="seconds")
+        return "" if at is None else as_utc(at).astimezone(tz).isoformat(timespec="seconds")
 
     hours = ""
-    if r.done_at is not None:
-        span = as_utc(r.done_at) - as_utc(r.created_at)
+    if done is not None:
+        span = as_utc(done) - as_utc(created)
         hours = f"{span.total_seconds() / 3600:.1f}"
-    staff = ""
-    if r.assignee_id is not None:
-        staff = name_from(r.assignee_id, r.first_name, r.last_name, r.username, r.erased_at)
+    staff = "" if staff_id is None else name_from(staff_id, first, last, username, erased)
     return [
-        r.id,
-        local(r.created_at),
-        r.status,
-        r.priority,
-        r.location,
-        r.title,
+        rid,
+        local(created),
+        status,
+        priority,
+        location,
+        title,
         staff,
-        local(r.accepted_at),
-        local(r.done_at),
+        local(accepted),
+        local(done),
         hours,
-        "" if r.rating is None else r.rating,
+        "" if rating is None else rating,
     ]
