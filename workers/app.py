@@ -149,6 +149,18 @@ def _init_sentry(**_: Any) -> None:
     init_sentry(get_settings(), [CeleryIntegration(monitor_beat_tasks=True)])
 
 
+@signals.celeryd_after_setup.connect
+def _warm_reports(instance: Any, **_: Any) -> None:
+    """A worker that builds reports imports matplotlib before its pool forks (~1 s here):
+    otherwise the first report after each start pays for it (bench/reports.py)."""
+    from core.queues import REPORTS
+
+    queues = instance.app.amqp.queues
+    if REPORTS in (queues.consume_from or queues):
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+
+
 @signals.worker_ready.connect
 def _worker_ready(**_: Any) -> None:
     from core.readiness import mark_ready

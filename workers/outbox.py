@@ -23,8 +23,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from celery import Signature, signature
-from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
 from core.domain import EventAction
@@ -166,15 +166,37 @@ def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
     rest stays pending for the next run)."""
     report = Report()
     deadline = None if budget_s is None else time.monotonic() + budget_s
+
+    handled: set[int] = set()
+
+    def count(row_id: int, outcome: str, retry_at: datetime | None) -> None:
+        handled.add(row_id)
+        report.counts[outcome] = report.counts.get(outcome, 0) + 1
+        if retry_at is not None:
+            report.retry_at[row_id] = retry_at
+
     for row_id in ids:
+        if row_id in handled:
+            continue  # sent after its predecessor, below
         if deadline is not None and time.monotonic() > deadline:
             report.counts["deferred"] = report.counts.get("deferred", 0) + 1
             continue
         row = claim(Outbox.id == row_id)
-        outcome, retry_at = ("skipped", _due_later(row_id)) if row is None else send_claimed(row)
-        report.counts[outcome] = report.counts.get(outcome, 0) + 1
-        if retry_at is not None:
-            report.retry_at[row_id] = retry_at
+        if row is None:
+            count(row_id, "skipped", _due_later(row_id))
+            continue
+        outcome, retry_at = send_claimed(row)
+        count(row_id, outcome, retry_at)
+        # Messages to one chat go in the order they were written: rows that waited for this one
+        # (see claim) are sent now, by whoever sent their predecessor.
+        while outcome == OutboxState.SENT and row.batch_id is None:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            follower = claim(Outbox.chat_id == row.chat_id, Outbox.batch_id.is_(None))
+            if follower is None:
+                break
+            outcome, retry_at = send_claimed(follower)
+            count(follower.id, outcome, retry_at)
     return report
 
 
@@ -185,7 +207,27 @@ def _due_later(row_id: int) -> datetime | None:
         row = session.get(Outbox, row_id)
         if row is None or row.state != OutboxState.PENDING:
             return None
+        if session.scalar(select(Outbox.id).where(Outbox.id == row_id, _in_order())) is None:
+            return None  # it waits for an older row: that one's sender sends it next
         return row.next_attempt_at
+
+
+def _in_order() -> ColumnElement[bool]:
+    """A new message may go once no older one to its chat is still unsent (pending or being
+    sent): messages to one chat arrive in the order they were written, whichever worker sends
+    them. Edits (a broadcast's progress) and broadcast rows neither wait nor hold anyone up."""
+    older = aliased(Outbox)
+    return or_(
+        Outbox.batch_id.is_not(None),
+        ~Outbox.method.startswith("send"),
+        ~exists().where(
+            older.chat_id == Outbox.chat_id,
+            older.id < Outbox.id,
+            older.state.in_((OutboxState.PENDING, OutboxState.SENDING)),
+            older.batch_id.is_(None),
+            older.method.startswith("send"),
+        ),
+    )
 
 
 def claim(*where: ColumnElement[bool]) -> Outbox | None:
@@ -196,7 +238,12 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
     with session_scope() as session:
         row = session.scalars(
             select(Outbox)
-            .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now(), *where)
+            .where(
+                Outbox.state == OutboxState.PENDING,
+                Outbox.next_attempt_at <= now(),
+                _in_order(),
+                *where,
+            )
             .order_by(Outbox.id)
             .limit(1)
             .with_for_update(skip_locked=True)

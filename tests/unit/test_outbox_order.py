@@ -1,0 +1,87 @@
+"""Messages to one chat go out in the order they were written, whichever worker sends them: a
+newer message waits for an older unsent one, and whoever sends the older sends it next."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from core.clock import now
+from db.models import Outbox
+from tests.support.sandbox_api import SandboxAPI
+from workers import outbox
+from workers.outbox import Replies
+
+CHAT, OTHER = 7301, 7302
+
+
+def write(db: Engine, key: str, *rows: tuple[int, str]) -> list[int]:
+    with Session(db) as s:
+        replies = Replies.for_job(s, key)
+        for chat, text in rows:
+            replies.message(chat, text)
+        s.commit()
+        return [r.id for r in replies.rows]
+
+
+def texts(sandbox: SandboxAPI, chat: int) -> list[str]:
+    return [m["text"] for m in sandbox.messages(chat)]
+
+
+def test_a_newer_message_waits_for_the_older_and_follows_it(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    for user in (CHAT, OTHER):
+        sandbox._call("POST", "/sandbox/users", {"id": user})
+    first, second = write(db, "a", (CHAT, "Request #1 created")) + write(db, "b", (CHAT, "#1"))
+    (elsewhere,) = write(db, "c", (OTHER, "to someone else"))
+
+    # The newer one's sender finds the older unsent: it leaves it (no retry of its own)...
+    report = outbox.deliver([second, elsewhere])
+    assert report.counts == {"skipped": 1, "sent": 1} and report.retry_at == {}
+    assert texts(sandbox, CHAT) == [] and texts(sandbox, OTHER) == ["to someone else"]
+    # ...and the older one's sender sends both, in order.
+    assert outbox.deliver([first]).counts == {"sent": 2}
+    assert texts(sandbox, CHAT) == ["Request #1 created", "#1"]
+
+
+def test_a_message_due_later_holds_the_newer_ones_until_it_goes(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    first, second = write(db, "a", (CHAT, "one"), (CHAT, "two"))
+    with Session(db) as s:  # a 429 put the first one off
+        s.execute(
+            update(Outbox)
+            .where(Outbox.id == first)
+            .values(next_attempt_at=now() + timedelta(seconds=30))
+        )
+        s.commit()
+    assert outbox.deliver([first, second]).counts == {"skipped": 2}
+    assert texts(sandbox, CHAT) == []
+    with Session(db) as s:
+        s.execute(update(Outbox).where(Outbox.id == first).values(next_attempt_at=now()))
+        s.commit()
+    assert outbox.deliver([first]).counts == {"sent": 2}
+    assert texts(sandbox, CHAT) == ["one", "two"]
+
+
+def test_edits_neither_wait_nor_hold_up(db: Engine, sandbox: SandboxAPI) -> None:
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    (progress,) = write(db, "p", (CHAT, "Broadcast: 0 sent"))
+    assert outbox.deliver([progress]).counts == {"sent": 1}
+    message_id = sandbox.messages(CHAT)[0]["message_id"]
+    (pending,) = write(db, "q", (CHAT, "put off by a 429"))
+    with Session(db) as s:
+        later = now() + timedelta(seconds=30)
+        s.execute(update(Outbox).where(Outbox.id == pending).values(next_attempt_at=later))
+        replies = Replies.for_job(s, "e")
+        edit = replies.send(
+            CHAT, "editMessageText", {"message_id": message_id, "text": "Broadcast: 5 sent"}
+        )
+        s.commit()
+        edit_id = edit.id
+    assert outbox.deliver([edit_id]).counts == {"sent": 1}  # not behind the pending message
+    assert texts(sandbox, CHAT) == ["Broadcast: 5 sent"]
