@@ -13,11 +13,11 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, ErrorEvent
 from aiohttp import web
 
+from bot.dialogs.sqlite_storage import SqliteStorage
 from bot.dialogs.storage import ApplyOnce, DialogStorage
 from bot.enqueue import CommandQueue
 from bot.flood import WaitOutFloodLimits
@@ -58,7 +58,8 @@ def create_storage(settings: Settings) -> DialogStorage:
             key_builder=DefaultKeyBuilder(with_destiny=True),
         )
     else:
-        inner = MemoryStorage()
+        # Embedded defaults: a file under VAR_DIR, so a restart keeps dialogs and drafts.
+        inner = SqliteStorage(settings.var_dir / "dialogs.sqlite3")
     return DialogStorage(inner)
 
 
