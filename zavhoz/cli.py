@@ -204,6 +204,9 @@ def _child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the sandbox binds (aiohttp sets SO_REUSEADDR): the connections of a sandbox that
+        # just stopped linger in TIME_WAIT and must not make a restart refuse the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
