@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -58,6 +59,22 @@ def configure_logging(log_format: str | None = None, level: str = "INFO") -> Non
     root.setLevel(level.upper())
     # aiohttp/aiogram log request URLs, which carry the bot token.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if os.environ.get(QUIET_ENV) == "1":
+        for name in CHATTER:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# `zavhoz up` (one terminal for the whole system) shows one line per user action, the worker's
+# `command.applied`, and problems: these per-message lines of every update and task go quiet.
+QUIET_ENV = "ZAVHOZ_QUIET_LOGS"
+CHATTER = (
+    "aiogram.event",  # "Update id=N is handled"
+    "bot.enqueue",  # command.enqueued
+    "celery.worker.strategy",  # "Task ... received"
+    "celery.app.trace",  # "Task ... succeeded"
+    "celery.beat",  # "Scheduler: Sending due task"
+    "workers.maintenance_tasks",
+)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery, Signature, signals
 from kombu import Queue
 
-from core.logging import configure_logging, get_logger
+from core.logging import QUIET_ENV, configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
 from core.schedules import CRON_FIELDS, Cron, Interval
 from core.settings import Settings, get_settings
@@ -131,6 +133,13 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
+
+if os.environ.get(QUIET_ENV) == "1":
+    # The demo's one terminal: Celery's warning about running as root says nothing to a
+    # newcomer trying `make run` in a container (production workers still print it).
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
 
 
 @signals.setup_logging.connect

@@ -32,14 +32,21 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.app import app
 
     argv = ["worker", "-Q", args.queues, "--loglevel", get_settings().log_level, *args.celery_args]
-    app.worker_main(argv)
+    app.start([*_quiet(), *argv])
     return 0
+
+
+def _quiet() -> list[str]:
+    """Under `zavhoz up`, Celery's start-up banners stay out of the one terminal."""
+    from core.logging import QUIET_ENV
+
+    return ["--quiet"] if os.environ.get(QUIET_ENV) == "1" else []
 
 
 def _beat(args: argparse.Namespace) -> int:
     from workers.app import app
 
-    app.start(["beat", "--loglevel", get_settings().log_level, *args.celery_args])
+    app.start([*_quiet(), "beat", "--loglevel", get_settings().log_level, *args.celery_args])
     return 0
 
 
@@ -137,6 +144,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     """The whole system on one machine: sandbox (without a token), migrations, worker, beat, bot."""
+    from core.logging import QUIET_ENV
     from core.readiness import ENV as READY_ENV
     from db import migrate
 
@@ -145,6 +153,8 @@ def _up(args: argparse.Namespace) -> int:
     ready_dir = settings.var_dir / "ready"
     shutil.rmtree(ready_dir, ignore_errors=True)
     env = {**os.environ, READY_ENV: str(ready_dir)}
+    if settings.log_level.upper() != "DEBUG":
+        env[QUIET_ENV] = "1"  # one line per user action; LOG_LEVEL=DEBUG shows everything
     exe = [sys.executable, "-m", "zavhoz"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     api_url = settings.api_url

@@ -52,6 +52,11 @@ def test_up_runs_everything_without_token_redis_or_postgres(tmp_path: Path) -> N
         assert "User 1001 is an admin" in up.log()
         assert "[4] ❓ Help" in chat.stdout  # an admin's menu: New, My, Queue, Help
         assert "What I can do" in chat.stdout  # pressing the menu button
+        # One line per user action in the one terminal; the per-task chatter and banners not.
+        quiet = up.log()
+        assert quiet.count('"command.applied"') >= 1
+        for chatter in ("] received", "succeeded in", "is handled", "[tasks]", "SecurityWarning"):
+            assert chatter not in quiet, chatter
         assert (tmp_path / "var" / "zavhoz.sqlite3").exists()
         assert (tmp_path / "var" / "broker.sqlite3").exists()
     finally:

@@ -4,6 +4,7 @@ twice, and its creator is told once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -38,10 +39,8 @@ def children(pid: int) -> list[int]:
 def kill_machine(up: Proc) -> None:
     """Every process of `zavhoz up` at once (its children run in sessions of their own)."""
     for child in children(up.popen.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     up.kill()
 
 
