@@ -227,7 +227,7 @@ def time_report(kind: str, repeat: int, at_iso: str) -> Timed:
     from workers.reports.csv_export import write_csv
     from workers.reports.figures import compute
     from workers.reports.periods import period_for
-    from workers.reports.service import build, chart_labels, chart_title, sla_by_priority
+    from workers.reports.service import build, chart_labels, chart_title
     from workers.reports.summary import summary_text
 
     configure_logging("console", "WARNING")
@@ -270,7 +270,7 @@ def time_report(kind: str, repeat: int, at_iso: str) -> Timed:
             event.listen(engine, "after_cursor_execute", after)
             in_db.clear()
             t0 = time.perf_counter()
-            figures = compute(session, period, at, sla_by_priority())
+            figures = compute(session, period, at, get_settings().sla_by_priority())
             t1 = time.perf_counter()
             event.remove(engine, "before_cursor_execute", before)
             event.remove(engine, "after_cursor_execute", after)
@@ -452,7 +452,6 @@ def explain(kind: str, at_iso: str) -> list[Plan]:
     from workers.reports.csv_export import BATCH, write_csv
     from workers.reports.figures import compute
     from workers.reports.periods import period_for
-    from workers.reports.service import sla_by_priority
 
     at = dt.datetime.fromisoformat(at_iso)
     period = period_for(ReportKind(kind), at, ZoneInfo(get_settings().timezone))
@@ -466,7 +465,7 @@ def explain(kind: str, at_iso: str) -> list[Plan]:
     event.listen(engine, "before_cursor_execute", before)
     try:
         with session_scope() as session, tempfile.TemporaryDirectory() as tmp:
-            compute(session, period, at, sla_by_priority())
+            compute(session, period, at, get_settings().sla_by_priority())
             write_csv(session, period, Path(tmp) / "report.csv")
     finally:
         event.remove(engine, "before_cursor_execute", before)

@@ -65,6 +65,7 @@ class EventAction(StrEnum):
     PRIORITY = "priority"  # from_status/to_status hold the old and new priority
     RATED = "rated"  # the note holds the rating
     UNDELIVERED = "undelivered"  # a notice did not arrive; the note holds the user's id
+    ESCALATED = "escalated"  # past its SLA: from_status/to_status hold the old and new priority
 
     @classmethod
     def of(cls, action: Action) -> EventAction:

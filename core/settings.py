@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     schedule_report_daily: str = "0 8 * * *"
     schedule_report_weekly: str = "0 8 * * 1"
     schedule_retention: str = "30 3 * * *"
+    schedule_escalate: str = "300"
     # How long what is kept only for a while is kept (see workers/upkeep/retention.py).
     retention_idempotency: str = "7d"
     retention_outbox: str = "30d"
@@ -94,7 +95,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "schedule_relay", "schedule_report_daily", "schedule_report_weekly", "schedule_retention"
+        "schedule_relay",
+        "schedule_report_daily",
+        "schedule_report_weekly",
+        "schedule_retention",
+        "schedule_escalate",
     )
     @classmethod
     def _check_schedule(cls, value: str) -> str:
@@ -182,6 +187,11 @@ class Settings(BaseSettings):
 
     def sla(self, priority: str) -> timedelta:
         return parse_duration(getattr(self, f"sla_{priority}"))
+
+    def sla_by_priority(self) -> dict[str, timedelta]:
+        from core.domain import Priority
+
+        return {p.value: self.sla(p.value) for p in Priority}
 
     def retention(self, what: str) -> timedelta:
         return parse_duration(getattr(self, f"retention_{what}"))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.domain import OPEN_STATUSES, Priority, Status
+from core.clock import as_utc
+from core.domain import OPEN_STATUSES, EventAction, Priority, Status
 from core.roles import Role
 from db.models import Comment, Request, RequestEvent, User
 
@@ -101,10 +103,63 @@ def my_requests(session: Session, author_id: int, page: int, size: int) -> Page[
     return page_of(session, query, page, size)
 
 
+# --- SLA: the time within which an open request should be done, per priority ----------------
+# The clock starts at creation, restarts at reopening and at each escalation (which raises the
+# priority, so the new priority's SLA counts from then).
+
+
+def sla_clock(session: Session) -> ColumnElement[Any]:
+    """When each request's SLA clock started, in SQL."""
+    reopened_at = (
+        select(func.max(RequestEvent.created_at))
+        .where(RequestEvent.request_id == Request.id, RequestEvent.action == EventAction.REOPEN)
+        .scalar_subquery()
+    )
+    latest = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+    return latest(
+        Request.created_at,
+        func.coalesce(Request.escalated_at, Request.created_at),
+        case((Request.status == Status.REOPENED, reopened_at), else_=Request.created_at),
+    )
+
+
+def overdue_clause(
+    session: Session, at: datetime, sla: Mapping[str, timedelta]
+) -> ColumnElement[bool]:
+    """Open requests past their priority's SLA at `at`."""
+    clock = sla_clock(session)
+    late = [and_(Request.priority == p, clock < at - span) for p, span in sla.items()]
+    return and_(Request.status.in_([s.value for s in OPEN_STATUSES]), or_(false(), *late))
+
+
+def overdue_by(
+    request: Request, events: Sequence[RequestEvent], at: datetime, sla: Mapping[str, timedelta]
+) -> timedelta | None:
+    """How long past its SLA an open request is (None: it is not), from its loaded history."""
+    if request.status not in OPEN_STATUSES or request.priority not in sla:
+        return None
+    start = as_utc(request.created_at)
+    if request.escalated_at is not None:
+        start = max(start, as_utc(request.escalated_at))
+    if request.status == Status.REOPENED:
+        reopens = [as_utc(e.created_at) for e in events if e.action == EventAction.REOPEN]
+        start = max([start, *reopens])
+    late = at - (start + sla[request.priority])
+    return late if late > timedelta(0) else None
+
+
 def open_queue(
-    session: Session, status: Status | None, location: str | None, page: int, size: int
+    session: Session,
+    status: Status | None,
+    location: str | None,
+    page: int,
+    size: int,
+    *,
+    at: datetime | None = None,
+    sla: Mapping[str, timedelta] | None = None,
 ) -> Page[Request]:
-    """Open requests, most urgent first, then oldest first.
+    """Open requests: overdue first (given the time and the SLAs), then most urgent, then
+    oldest.
 
     ":" is ignored, in the filter and in places: the filter travels in page buttons' callback
     data, where ":" is the separator, and every page must match as the first one did.
@@ -115,7 +170,10 @@ def open_queue(
         location = location.replace(":", "")
         place = func.replace(Request.location, ":", "")
         query = query.where(place.icontains(location, autoescape=True))
-    query = query.order_by(_PRIORITY_RANK.desc(), Request.created_at, Request.id)
+    order: list[Any] = [_PRIORITY_RANK.desc(), Request.created_at, Request.id]
+    if at is not None and sla:
+        order.insert(0, case((overdue_clause(session, at, sla), 0), else_=1))
+    query = query.order_by(*order)
     return page_of(session, query, page, size)
 
 

@@ -31,6 +31,7 @@ SCHEDULED_JOBS: dict[str, str] = {
     "report_daily": "reports.daily",
     "report_weekly": "reports.weekly",
     "retention": "maintenance.retention",
+    "escalate": "maintenance.escalate",
 }
 # A cron job's message is dropped if no worker took it within this long: beat or the workers
 # down for a day must not flood admins with yesterday's reports when they come back.

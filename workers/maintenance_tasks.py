@@ -7,7 +7,7 @@ from workers import outbox
 from workers.app import app, send_signatures
 from workers.broadcasts import engine
 from workers.redelivery import CappedTask
-from workers.upkeep import retention
+from workers.upkeep import escalation, retention
 
 RELAY_BATCH = 500
 # Well inside the task's soft time limit: what is left is sent by the next run.
@@ -41,3 +41,14 @@ def prune_retained() -> dict[str, int]:
     """Delete idempotency keys, finished outbox rows and generated files past their retention
     (RETENTION_IDEMPOTENCY, RETENTION_OUTBOX), in batches."""
     return retention.prune(budget_s=RETENTION_BUDGET_S)
+
+
+ESCALATE_BUDGET_S = 20.0
+
+
+@app.task(name="maintenance.escalate", base=CappedTask)
+def escalate() -> dict[str, int]:
+    """Open requests past their SLA: escalated once per breach, their people told."""
+    escalated, notices = escalation.escalate(budget_s=ESCALATE_BUDGET_S)
+    send_signatures([outbox.deliver_signature(notices)])
+    return {"escalated": escalated} if escalated else {}

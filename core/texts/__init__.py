@@ -7,6 +7,7 @@ with `html.escape` (see `render`).
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 from typing import Any
 
 from core.texts import base, desk, dialog, ops, reports
@@ -57,3 +58,16 @@ def t(key: str, language: str | None = None, **values: Any) -> Markup:
 def all_translations(key: str) -> frozenset[str]:
     """Every language's text for `key`: the bot matches menu buttons in any language."""
     return frozenset(texts[key] for texts in _CATALOGUE.values() if key in texts)
+
+
+def duration(span: timedelta | None, lang: str | None) -> str:
+    """Two units at most: '1 d 4 h', '3 h 20 min', '45 s'."""
+    if span is None:
+        return "—"
+    seconds = max(0, round(span.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "unit.d"), (hours, "unit.h"), (minutes, "unit.min"), (secs, "unit.s")]
+    shown = [t(unit, lang, n=n) for n, unit in parts if n][:2]
+    return " ".join(shown) or t("unit.s", lang, n=0)

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from core.domain import ReportKind
+from core.settings import get_settings
 from db.models import User
 from tests.support import report_data
 from tests.support.processes import Processes
@@ -19,7 +20,6 @@ from tests.support.sandbox_api import SandboxAPI
 from workers.reports.csv_export import write_csv
 from workers.reports.figures import compute
 from workers.reports.periods import period_for
-from workers.reports.service import sla_by_priority
 
 UTC = ZoneInfo("UTC")
 
@@ -31,7 +31,9 @@ def test_figures_and_csv_on_postgres(pg_url: str, tmp_path: Path) -> None:
             report_data.seed(session)
             session.commit()
             period = period_for(ReportKind.TODAY, report_data.AT, UTC)
-            report_data.assert_figures(compute(session, period, report_data.AT, sla_by_priority()))
+            report_data.assert_figures(
+                compute(session, period, report_data.AT, get_settings().sla_by_priority())
+            )
             assert write_csv(session, period, tmp_path / "r.csv") == 7
     finally:
         engine.dispose()

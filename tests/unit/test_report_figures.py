@@ -11,12 +11,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.domain import ReportKind
+from core.settings import get_settings
+from core.texts import duration
 from tests.support import report_data
 from workers.reports.csv_export import write_csv
 from workers.reports.figures import compute
 from workers.reports.periods import period_for
-from workers.reports.service import sla_by_priority
-from workers.reports.summary import duration, summary_text
+from workers.reports.summary import summary_text
 
 UTC = ZoneInfo("UTC")
 
@@ -26,7 +27,7 @@ def test_figures_match_the_hand_worked_ones(db: Engine) -> None:
         report_data.seed(session)
         session.commit()
         period = period_for(ReportKind.TODAY, report_data.AT, UTC)
-        figures = compute(session, period, report_data.AT, sla_by_priority())
+        figures = compute(session, period, report_data.AT, get_settings().sla_by_priority())
     report_data.assert_figures(figures)
 
 
@@ -47,7 +48,7 @@ def test_the_summary_names_the_report_and_its_period_first(db: Engine) -> None:
         report_data.seed(session)
         session.commit()
         period = period_for(ReportKind.TODAY, report_data.AT, UTC)
-        figures = compute(session, period, report_data.AT, sla_by_priority())
+        figures = compute(session, period, report_data.AT, get_settings().sla_by_priority())
     text = summary_text(figures, "en")
     lines = text.splitlines()
     assert lines[0] == "📊 <b>Report for 22.11.2026</b>"
@@ -67,7 +68,7 @@ def test_the_summary_names_the_report_and_its_period_first(db: Engine) -> None:
 def test_an_empty_site_reports_zeros(db: Engine) -> None:
     with Session(db) as session:
         period = period_for(ReportKind.MONTH, report_data.AT, UTC)
-        figures = compute(session, period, report_data.AT, sla_by_priority())
+        figures = compute(session, period, report_data.AT, get_settings().sla_by_priority())
     assert figures.open_total == 0 and figures.to_done.count == 0 and figures.staff == []
     assert len(figures.days) == 30 and all(p.backlog == 0 for p in figures.days)
     assert "No ratings" in summary_text(figures, "en")

@@ -101,7 +101,15 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
     # Every page, the first included, filters by the place exactly as the page buttons carry
     # it (cut to fit, without ":"), or pages would count and list different requests.
     loc = safe_fragment((command.location or "").replace(":", ""), render.QUEUE_FILTER_BYTES)
-    page = q.open_queue(session, command.status, loc, command.page, render.PAGE_SIZE)
+    page = q.open_queue(
+        session,
+        command.status,
+        loc,
+        command.page,
+        render.PAGE_SIZE,
+        at=clock.now(),
+        sla=get_settings().sla_by_priority(),
+    )
     status = command.status.value if command.status else ""
     what = render.queue_filter_text(status, loc, ctx.lang)
     if page.total == 0 and not command.edit_message_id:
@@ -159,7 +167,8 @@ def _send_card(ctx: Ctx, request: Request) -> None:
         | {e.actor_id for e in events}
         | {render.named_user(e) for e in events},
     )
-    text = render.card_text(request, ctx.lang, users, comments, events)
+    late = q.overdue_by(request, events, clock.now(), get_settings().sla_by_priority())
+    text = render.card_text(request, ctx.lang, users, comments, events, overdue_by=late)
     keyboard = render.card_keyboard(request, ctx.viewer(request), ctx.lang, _reopen_open(request))
     ctx.reply_text(text, reply_markup=keyboard)
 

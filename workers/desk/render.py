@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core import limits
@@ -21,7 +21,7 @@ from core.domain import (
     can_rate,
 )
 from core.settings import get_settings
-from core.texts import Markup, escape, t
+from core.texts import Markup, duration, escape, t
 from db.models import Comment, Request, RequestEvent, User
 from workers.kit.keyboards import Keyboard, button, inline
 
@@ -82,6 +82,7 @@ def card_text(
     users: dict[int, User],
     comments: Sequence[Comment] = (),
     events: Sequence[RequestEvent] = (),
+    overdue_by: timedelta | None = None,
 ) -> Markup:
     """A request's card; trimmed (oldest history first, then the description) to fit."""
     head = t(
@@ -99,6 +100,8 @@ def card_text(
         created=when(request.created_at),
     )
     extra: list[str] = []
+    if overdue_by is not None:
+        extra.append(t("card.overdue", lang, late=duration(overdue_by, lang)))
     if request.rating:
         extra.append(t("card.rating", lang, stars="★" * request.rating))
     if request.attachments:
@@ -189,6 +192,14 @@ def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Ma
         return t(
             "event.priority",
             lang,
+            from_=priority_text(event.from_status or "normal", lang),
+            to=priority_text(event.to_status or "normal", lang),
+        )
+    if event.action == EventAction.ESCALATED:
+        return t(
+            "event.escalated",
+            lang,
+            late=event.note or "",
             from_=priority_text(event.from_status or "normal", lang),
             to=priority_text(event.to_status or "normal", lang),
         )

@@ -22,13 +22,13 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    or_,
     select,
 )
 from sqlalchemy.orm import Session
 
-from core.domain import OPEN_STATUSES, EventAction, Priority, Status
+from core.domain import OPEN_STATUSES, EventAction, Status
 from db.models import Request, RequestEvent, User
+from db.requests import overdue_clause
 from workers.reports.chart import DayPoint
 from workers.reports.periods import Period, midnight
 
@@ -210,32 +210,9 @@ def _delta(seconds: Any) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=float(seconds))
 
 
-def _later(session: Session, *columns: Any) -> ColumnElement[Any]:
-    return func.greatest(*columns) if _postgres(session) else func.max(*columns)
-
-
 def _overdue(session: Session, at: datetime, sla: dict[str, timedelta]) -> int:
-    """Open requests past their priority's SLA, the clock started at creation, reopening or
-    the last escalation (whichever is latest)."""
-    reopened_at = (
-        select(func.max(RequestEvent.created_at))
-        .where(RequestEvent.request_id == Request.id, RequestEvent.action == EventAction.REOPEN)
-        .scalar_subquery()
-    )
-    clock = _later(
-        session,
-        Request.created_at,
-        func.coalesce(Request.escalated_at, Request.created_at),
-        case((Request.status == Status.REOPENED, reopened_at), else_=Request.created_at),
-    )
-    late = or_(
-        *(
-            and_(Request.priority == p.value, clock < at - sla[p.value])
-            for p in Priority
-            if p.value in sla
-        )
-    )
-    return int(session.scalar(select(func.count()).where(Request.status.in_(_OPEN), late)) or 0)
+    """Open requests past their priority's SLA (see db.requests.sla_clock)."""
+    return int(session.scalar(select(func.count()).where(overdue_clause(session, at, sla))) or 0)
 
 
 def _staff(session: Session, period: Period) -> list[StaffLine]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from celery import Signature
 from sqlalchemy import select
 
 from core.clock import now
-from core.domain import ON_DEMAND_REPORTS, Priority, ReportKind
+from core.domain import ON_DEMAND_REPORTS, ReportKind
 from core.logging import get_logger
 from core.roles import Role
 from core.settings import get_settings
@@ -53,17 +53,12 @@ class Built:
     csv_rows: int
 
 
-def sla_by_priority() -> dict[str, timedelta]:
-    settings = get_settings()
-    return {p.value: settings.sla(p.value) for p in Priority}
-
-
 def build(kind: ReportKind, *, at: datetime | None = None, langs: set[str] | None = None) -> Built:
     """Figures, a chart per language and the CSV, all from one read-only transaction."""
     at = at or now()
     period = period_for(kind, at, ZoneInfo(get_settings().timezone))
     with session_scope() as session, tempfile.TemporaryDirectory(prefix="zavhoz-report-") as tmp:
-        figures = compute(session, period, at, sla_by_priority())
+        figures = compute(session, period, at, get_settings().sla_by_priority())
         csv_path = Path(tmp) / "report.csv"
         rows = write_csv(session, period, csv_path)
         charts = {}

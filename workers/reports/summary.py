@@ -3,34 +3,14 @@ rows of a table."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from core.domain import EventAction, Priority, Status
-from core.texts import Markup, t
+from core.texts import Markup, duration, t
 from workers.reports.figures import Figures, Spread
 
 # A site with 300 staff: the message names the busiest; the CLI and the CSV have the rest.
 STAFF_SHOWN = 10
 _STATUS_ORDER = [Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED]
 _PRIORITY_ORDER = [Priority.URGENT, Priority.HIGH, Priority.NORMAL, Priority.LOW]
-
-
-def duration(span: timedelta | None, lang: str) -> str:
-    """Two units at most: '1 d 4 h', '3 h 20 min', '45 s'."""
-    if span is None:
-        return "—"
-    seconds = max(0, round(span.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        (days, "unit.d"),
-        (hours, "unit.h"),
-        (minutes, "unit.min"),
-        (secs, "unit.s"),
-    ]
-    shown = [t(unit, lang, n=n) for n, unit in parts if n][:2]
-    return " ".join(shown) or t("unit.s", lang, n=0)
 
 
 def title(figures: Figures, lang: str) -> Markup:
