@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     schedule_report_weekly: str = "0 8 * * 1"
     schedule_retention: str = "30 3 * * *"
     schedule_escalate: str = "300"
+    schedule_consistency: str = "0 3 * * *"
+    schedule_orphans: str = "15 3 * * *"
+    # Dialog state and drafts untouched this long are orphans (maintenance.orphans).
+    dialog_ttl: str = "2d"
     # How long what is kept only for a while is kept (see workers/upkeep/retention.py).
     retention_idempotency: str = "7d"
     retention_outbox: str = "30d"
@@ -100,6 +104,8 @@ class Settings(BaseSettings):
         "schedule_report_weekly",
         "schedule_retention",
         "schedule_escalate",
+        "schedule_consistency",
+        "schedule_orphans",
     )
     @classmethod
     def _check_schedule(cls, value: str) -> str:
@@ -113,6 +119,7 @@ class Settings(BaseSettings):
         "sla_low",
         "retention_idempotency",
         "retention_outbox",
+        "dialog_ttl",
     )
     @classmethod
     def _check_duration(cls, value: str) -> str:
