@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -258,6 +259,22 @@ class GeneratedFile(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     telegram_file_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+
+
+class JobRun(Base):
+    """Each scheduled job's last run, one row per job (bounded, however often it runs): what
+    `zavhoz status` and ops look at."""
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    duration_s: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | failed | skipped
+    counts: Mapped[dict[str, Any]] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ErasureAudit(Base):

@@ -8,6 +8,7 @@ from workers.app import app, send_signatures
 from workers.broadcasts import engine
 from workers.redelivery import CappedTask
 from workers.upkeep import escalation, retention
+from workers.upkeep.jobs import run_job
 
 RELAY_BATCH = 500
 # Well inside the task's soft time limit: what is left is sent by the next run.
@@ -17,8 +18,12 @@ RELAY_BUDGET_S = 15.0
 @app.task(name="maintenance.relay_outbox", base=CappedTask)
 def relay_outbox() -> dict[str, int]:
     """Send rows left pending (a worker died between commit and send, or a retry is due), and
-    restart broadcasts whose drains stopped. Safe to run twice at once: rows and broadcasts
-    are claimed with SKIP LOCKED."""
+    restart broadcasts whose drains stopped. Rows and broadcasts are claimed with SKIP LOCKED;
+    a second run while one is going exits at once."""
+    return run_job("maintenance.relay_outbox", _relay)
+
+
+def _relay() -> dict[str, int]:
     with session_scope() as session:
         released = outbox.release_expired_leases(session)
         ids = outbox.due_ids(session, limit=RELAY_BATCH)
@@ -40,7 +45,7 @@ RETENTION_BUDGET_S = 20.0
 def prune_retained() -> dict[str, int]:
     """Delete idempotency keys, finished outbox rows and generated files past their retention
     (RETENTION_IDEMPOTENCY, RETENTION_OUTBOX), in batches."""
-    return retention.prune(budget_s=RETENTION_BUDGET_S)
+    return run_job("maintenance.retention", lambda: retention.prune(budget_s=RETENTION_BUDGET_S))
 
 
 ESCALATE_BUDGET_S = 20.0
@@ -49,6 +54,10 @@ ESCALATE_BUDGET_S = 20.0
 @app.task(name="maintenance.escalate", base=CappedTask)
 def escalate() -> dict[str, int]:
     """Open requests past their SLA: escalated once per breach, their people told."""
+    return run_job("maintenance.escalate", _escalate)
+
+
+def _escalate() -> dict[str, int]:
     escalated, notices = escalation.escalate(budget_s=ESCALATE_BUDGET_S)
     send_signatures([outbox.deliver_signature(notices)])
     return {"escalated": escalated} if escalated else {}

@@ -15,6 +15,7 @@ from workers.app import app, send_signatures
 from workers.redelivery import CappedTask
 from workers.reports import service
 from workers.reports.service import Recipient
+from workers.upkeep.jobs import run_job
 
 log = get_logger(__name__)
 
@@ -47,13 +48,13 @@ def _send(
 @app.task(name="reports.daily", base=CappedTask, bind=True, max_retries=None)
 def daily(self: Task) -> dict[str, int]:  # type: ignore[type-arg]
     """Yesterday's report to every admin, once per day whatever runs it twice."""
-    return _send(self, ReportKind.DAILY, service.admins, None)
+    return run_job("reports.daily", lambda: _send(self, ReportKind.DAILY, service.admins, None))
 
 
 @app.task(name="reports.weekly", base=CappedTask, bind=True, max_retries=None)
 def weekly(self: Task) -> dict[str, int]:  # type: ignore[type-arg]
     """Last week's (Monday to Sunday) report to every admin, once per week."""
-    return _send(self, ReportKind.WEEKLY, service.admins, None)
+    return run_job("reports.weekly", lambda: _send(self, ReportKind.WEEKLY, service.admins, None))
 
 
 @app.task(name="reports.on_demand", base=CappedTask, bind=True, max_retries=None)
