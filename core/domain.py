@@ -66,6 +66,7 @@ class EventAction(StrEnum):
     RATED = "rated"  # the note holds the rating
     UNDELIVERED = "undelivered"  # a notice did not arrive; the note holds the user's id
     ESCALATED = "escalated"  # past its SLA: from_status/to_status hold the old and new priority
+    REPAIRED = "repaired"  # a consistency repair; the note says what was fixed
 
     @classmethod
     def of(cls, action: Action) -> EventAction:

@@ -32,6 +32,8 @@ SCHEDULED_JOBS: dict[str, str] = {
     "report_weekly": "reports.weekly",
     "retention": "maintenance.retention",
     "escalate": "maintenance.escalate",
+    "consistency": "maintenance.consistency",
+    "orphans": "maintenance.orphans",
 }
 # A cron job's message is dropped if no worker took it within this long: beat or the workers
 # down for a day must not flood admins with yesterday's reports when they come back.

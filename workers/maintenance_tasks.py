@@ -7,7 +7,7 @@ from workers import outbox
 from workers.app import app, send_signatures
 from workers.broadcasts import engine
 from workers.redelivery import CappedTask
-from workers.upkeep import escalation, retention
+from workers.upkeep import consistency, consistency_notice, escalation, orphans, retention
 from workers.upkeep.jobs import run_job
 
 RELAY_BATCH = 500
@@ -61,3 +61,32 @@ def _escalate() -> dict[str, int]:
     escalated, notices = escalation.escalate(budget_s=ESCALATE_BUDGET_S)
     send_signatures([outbox.deliver_signature(notices)])
     return {"escalated": escalated} if escalated else {}
+
+
+@app.task(name="maintenance.consistency", base=CappedTask)
+def check_consistency() -> dict[str, int]:
+    """Check the invariants (nothing is changed: repairs are a person's call, with
+    `zavhoz maintenance consistency --repair`); tell the admins only when something is wrong."""
+    return run_job("maintenance.consistency", _consistency)
+
+
+def _consistency() -> dict[str, int]:
+    report = consistency.check()
+    if report.totals:
+        send_signatures([outbox.deliver_signature(consistency_notice.tell_admins(report))])
+    return dict(report.totals)
+
+
+ORPHANS_BUDGET_S = 20.0
+
+
+@app.task(name="maintenance.orphans", base=CappedTask)
+def remove_orphans() -> dict[str, int]:
+    """Rows and dialog keys whose owner is gone: backed up under VAR_DIR/backups, then deleted
+    in batches (`zavhoz maintenance restore FILE` puts them back)."""
+    return run_job("maintenance.orphans", _orphans)
+
+
+def _orphans() -> dict[str, int]:
+    _, found = orphans.apply(budget_s=ORPHANS_BUDGET_S)
+    return {item.kind: item.count for item in found}

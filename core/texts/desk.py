@@ -69,6 +69,7 @@ EN: dict[str, str] = {
     "event.undelivered": "⚠ not delivered to {name}: they blocked the bot",
     "event.escalated": "⏰ overdue by {late}: priority {from_} → {to}",
     "card.overdue": "⏰ <b>Overdue</b> by {late}",
+    "event.repaired": "🩺 repaired by the consistency check: {what}",
     "sla.overdue": "⏰ Request #{id} is <b>overdue</b> by {late}: {title}\nPlace: {location} · assignee: {assignee}\nPriority raised: {before} → {after}",
     # Notifications
     "notify.new": "🆕 New request <b>#{id}</b> ({priority}) at {location}:\n<b>{title}</b>\n{description}",
@@ -210,6 +211,7 @@ RU: dict[str, str] = {
     "event.undelivered": "⚠ не доставлено: {name} заблокировал(а) бота",
     "event.escalated": "⏰ просрочена на {late}: приоритет {from_} → {to}",
     "card.overdue": "⏰ <b>Просрочена</b> на {late}",
+    "event.repaired": "🩺 исправлено проверкой целостности: {what}",
     "sla.overdue": "⏰ Заявка #{id} <b>просрочена</b> на {late}: {title}\nМесто: {location} · исполнитель: {assignee}\nПриоритет повышен: {before} → {after}",
     "notify.new": "🆕 Новая заявка <b>#{id}</b> ({priority}), {location}:\n<b>{title}</b>\n{description}",
     "notify.status": "Заявка <b>#{id}</b> «{title}»: теперь {status}{by}.",

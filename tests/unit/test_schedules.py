@@ -67,7 +67,14 @@ def test_the_beat_schedule_follows_the_settings(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SCHEDULE_RELAY", "10")
     monkeypatch.setenv("SCHEDULE_REPORT_WEEKLY", "")
     entries = beat_schedule(Settings())
-    assert set(entries) == {"relay", "report_daily", "retention", "escalate"}  # weekly off
+    assert set(entries) == {
+        "relay",
+        "report_daily",
+        "retention",
+        "escalate",
+        "consistency",
+        "orphans",
+    }  # weekly off
     assert entries["relay"]["schedule"] == 10.0
     assert entries["relay"]["options"] == {"expires": 10.0}
     daily = entries["report_daily"]

@@ -203,6 +203,8 @@ def describe_event(event: RequestEvent, lang: str, users: dict[int, User]) -> Ma
             from_=priority_text(event.from_status or "normal", lang),
             to=priority_text(event.to_status or "normal", lang),
         )
+    if event.action == EventAction.REPAIRED:
+        return t("event.repaired", lang, what=event.note or "")
     if event.action == EventAction.RATED:
         return t("event.rated", lang, rating=event.note or "")
     if event.action == EventAction.COMMENT:

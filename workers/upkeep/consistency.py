@@ -1,0 +1,528 @@
+"""Consistency: the invariants that tie a request's status to its timestamps, assignee, rating
+and history, and those of the outbox, broadcasts and erased users; checked, and repaired where
+the history can decide.
+
+Detection is one SQL query per invariant returning only the violating rows (ids and what is
+needed to describe them), capped per kind with the kind's total counted by a window, so a
+million requests are never loaded into Python. Only the listed requests' events are read, to
+tell what the history says.
+
+Repair takes the history as the source of truth: the status follows the last transition event,
+missing timestamps and a missing assignee are derived from the events (replayed with the desk's
+own rules), timestamps of later states and stray ratings are cleared; each fix appends a
+corrective `repaired` event and is logged. It works in batches, each a short transaction of its
+own, every row re-checked under its lock, so a concurrent command is never overwritten. What
+the history cannot decide is left reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, exists, false, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from core.clock import now
+from core.domain import EventAction, Status
+from core.logging import get_logger
+from core.roles import Role
+from core.states import BroadcastState, OutboxState
+from db.models import Broadcast, Outbox, Request, RequestEvent, User
+from db.session import session_scope
+from workers.broadcasts.engine import DRAIN_SILENCE
+
+log = get_logger(__name__)
+
+BATCH = 100
+
+# Not yet in core.domain.EventAction (no CHECK constraint on request_events.action holds it).
+REPAIRED = EventAction.REPAIRED.value
+
+STATUS_TIMESTAMPS = "status_timestamps"
+ASSIGNEE = "assignee"
+HISTORY_STATUS = "history_status"
+STRAY_RATING = "stray_rating"
+STALE_LEASE = "stale_lease"
+BROADCAST_HEARTBEAT = "broadcast_heartbeat"
+ERASED_IDENTITY = "erased_identity"
+KINDS = (
+    HISTORY_STATUS,
+    STATUS_TIMESTAMPS,
+    ASSIGNEE,
+    STRAY_RATING,
+    STALE_LEASE,
+    BROADCAST_HEARTBEAT,
+    ERASED_IDENTITY,
+)
+
+# The relay releases expired leases and restarts silent drains every 30 s: only what outlives
+# that by minutes means nothing is taking care of it (a check is no place for races with it).
+LEASE_GRACE = timedelta(minutes=5)
+HEARTBEAT_GRACE = DRAIN_SILENCE + timedelta(minutes=5)
+
+# Events that move a status; priority and escalated events hold priorities in from/to_status.
+TRANSITION_ACTIONS = tuple(
+    a.value
+    for a in (
+        EventAction.CREATED,
+        EventAction.ACCEPT,
+        EventAction.ASSIGN,
+        EventAction.START,
+        EventAction.DONE,
+        EventAction.REJECT,
+        EventAction.CANCEL,
+        EventAction.REOPEN,
+    )
+)
+STATUSES = frozenset(s.value for s in Status)
+STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
+ASSIGNED_STATUSES = (Status.ACCEPTED.value, Status.IN_PROGRESS.value)
+RATED_STATUSES = (Status.DONE.value, Status.REJECTED.value, Status.CANCELLED.value)
+STAMPS = ("accepted_at", "started_at", "done_at", "closed_at")
+IDENTITY = ("telegram_id", "username", "first_name", "last_name")
+
+# What workers/desk/handlers.py leaves on a request in each status: the stamps it must have
+# and those of states it cannot have reached (rejected comes from new, accepted, in progress
+# or reopened, so its accepted_at and started_at may be either).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    Status.NEW: (),
+    Status.ACCEPTED: ("accepted_at",),
+    Status.IN_PROGRESS: ("accepted_at", "started_at"),
+    Status.DONE: ("accepted_at", "started_at", "done_at"),
+    Status.REOPENED: ("accepted_at", "started_at"),
+    Status.REJECTED: ("closed_at",),
+    Status.CANCELLED: ("closed_at",),
+}
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    Status.NEW: ("accepted_at", "started_at", "done_at", "closed_at"),
+    # started_at only if reopened once: reopening keeps the first round's started_at.
+    Status.ACCEPTED: ("started_at", "done_at", "closed_at"),
+    Status.IN_PROGRESS: ("done_at", "closed_at"),
+    Status.DONE: ("closed_at",),
+    Status.REOPENED: ("done_at", "closed_at"),
+    Status.REJECTED: ("done_at",),
+    Status.CANCELLED: ("accepted_at", "started_at", "done_at"),
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    table: str  # requests | outbox | broadcasts | users
+    row_id: int
+    detail: str  # ids, statuses and field names only: never personal data
+    repairable: bool
+
+
+@dataclass
+class Report:
+    """The database's state: `violations` (capped per kind) and `totals` (kind -> how many).
+    After `repair`, that state is what is left; `repaired` counts the fixes and `found` the
+    totals before them."""
+
+    violations: list[Violation]
+    totals: dict[str, int]
+    repaired: dict[str, int] = field(default_factory=dict)
+    found: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.totals
+
+
+# --- The history, replayed ---------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What a request's events say, by the desk's rules (workers/desk/handlers.py)."""
+
+    status: str | None = None  # the last transition's to_status
+    stamps: dict[str, datetime | None] = field(default_factory=lambda: dict.fromkeys(STAMPS))
+    assignee_id: int | None = None  # named by the last accept or assign
+    reopened: bool = False
+
+
+def replay(events: Iterable[RequestEvent]) -> History:
+    """Events in id order."""
+    h = History()
+    for e in events:
+        if e.action not in TRANSITION_ACTIONS or e.to_status is None:
+            continue
+        h.status, at = e.to_status, e.created_at
+        if e.action == EventAction.ACCEPT:
+            h.stamps["accepted_at"], h.assignee_id = at, e.actor_id
+        elif e.action == EventAction.ASSIGN:
+            h.stamps["accepted_at"] = h.stamps["accepted_at"] or at
+            h.assignee_id = int(e.note) if e.note and e.note.isdigit() else None
+        elif e.action == EventAction.START:
+            h.stamps["started_at"] = at
+        elif e.action == EventAction.DONE:
+            h.stamps["done_at"] = at
+        elif e.action in (EventAction.REJECT, EventAction.CANCEL):
+            h.stamps["closed_at"] = at
+        elif e.action == EventAction.REOPEN:
+            h.stamps["done_at"], h.reopened = None, True
+    return h
+
+
+def stamp_faults(
+    status: str, present: Mapping[str, bool], reopened: bool
+) -> tuple[list[str], list[str]]:
+    """(missing, extra) timestamps of a request in `status`; the Python twin of _stamps_clause."""
+    missing = [s for s in REQUIRED.get(status, ()) if not present[s]]
+    extra = [s for s in FORBIDDEN.get(status, ()) if present[s]]
+    if status == Status.ACCEPTED and reopened and "started_at" in extra:
+        extra.remove("started_at")
+    return missing, extra
+
+
+def _history(session: Session, request_ids: Sequence[int]) -> dict[int, History]:
+    events: dict[int, list[RequestEvent]] = {i: [] for i in request_ids}
+    for chunk in _chunks(request_ids, 500):
+        for e in session.scalars(
+            select(RequestEvent)
+            .where(RequestEvent.request_id.in_(chunk), RequestEvent.action.in_(TRANSITION_ACTIONS))
+            .order_by(RequestEvent.request_id, RequestEvent.id)
+        ):
+            events[e.request_id].append(e)
+    return {i: replay(es) for i, es in events.items()}
+
+
+def _staff(session: Session, user_ids: Iterable[int | None]) -> set[int]:
+    ids = sorted({i for i in user_ids if i is not None})
+    found: set[int] = set()
+    for chunk in _chunks(ids, 500):
+        found.update(
+            session.scalars(select(User.id).where(User.id.in_(chunk), User.role.in_(STAFF_ROLES)))
+        )
+    return found
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- Detection: one query per invariant ------------------------------------------------------
+
+
+def _reopened(request_id: Any) -> ColumnElement[bool]:
+    return exists().where(
+        RequestEvent.request_id == request_id, RequestEvent.action == EventAction.REOPEN
+    )
+
+
+def _stamps_clause() -> ColumnElement[bool]:
+    cases = []
+    for status in Status:
+        wrong = [getattr(Request, s).is_(None) for s in REQUIRED[status]]
+        for s in FORBIDDEN[status]:
+            present = getattr(Request, s).is_not(None)
+            if status is Status.ACCEPTED and s == "started_at":
+                present = and_(present, ~_reopened(Request.id))
+            wrong.append(present)
+        if wrong:
+            cases.append(and_(Request.status == status.value, or_(*wrong)))
+    return or_(*cases)
+
+
+def _history_clause() -> tuple[Any, ColumnElement[bool]]:
+    """The join to a request's transition events, and "its last one does not lead to its
+    status" (or there is none) as a HAVING: one merge-joined pass over the events in request
+    order, cheaper on PostgreSQL than a max(id) subquery per request or a window. Ids grow with
+    time and a request's events are written under its row lock, so the highest is the last."""
+    e = aliased(RequestEvent)
+    on = and_(
+        e.request_id == Request.id, e.action.in_(TRANSITION_ACTIONS), e.to_status.is_not(None)
+    )
+    last_to_status = func.max(case((e.to_status == Request.status, e.id)))
+    return (e, on), or_(last_to_status.is_(None), last_to_status != func.max(e.id))
+
+
+def _queries(at: datetime) -> dict[str, Select[Any]]:
+    total = func.count().over().label("total")
+    (events, on), disagrees = _history_clause()
+    assignee = aliased(User)
+    return {
+        HISTORY_STATUS: select(Request.id, Request.status, total)
+        .select_from(Request)
+        .outerjoin(events, on)
+        .group_by(Request.id, Request.status)
+        .having(disagrees)
+        .order_by(Request.id),
+        STATUS_TIMESTAMPS: select(
+            Request.id,
+            Request.status,
+            *(getattr(Request, s).is_not(None) for s in STAMPS),
+            # Evaluated only for the rows returned.
+            _reopened(Request.id),
+            total,
+        )
+        .where(_stamps_clause())
+        .order_by(Request.id),
+        ASSIGNEE: select(Request.id, Request.status, Request.assignee_id, assignee.role, total)
+        .select_from(Request)
+        .outerjoin(assignee, assignee.id == Request.assignee_id)
+        .where(
+            Request.status.in_(ASSIGNED_STATUSES),
+            or_(assignee.id.is_(None), assignee.role.not_in(STAFF_ROLES)),
+        )
+        .order_by(Request.id),
+        STRAY_RATING: select(Request.id, Request.status, total)
+        .where(Request.rating.is_not(None), Request.status.not_in(RATED_STATUSES))
+        .order_by(Request.id),
+        STALE_LEASE: select(Outbox.id, Outbox.next_attempt_at, total)
+        .where(Outbox.state == OutboxState.SENDING, Outbox.next_attempt_at < at - LEASE_GRACE)
+        .order_by(Outbox.id),
+        BROADCAST_HEARTBEAT: select(Broadcast.id, Broadcast.heartbeat_at, total)
+        .where(
+            Broadcast.state == BroadcastState.SENDING,
+            func.coalesce(Broadcast.heartbeat_at, Broadcast.created_at) < at - HEARTBEAT_GRACE,
+        )
+        .order_by(Broadcast.id),
+        # Whether each field is set, never its value.
+        ERASED_IDENTITY: select(
+            User.id,
+            *(getattr(User, f).is_not(None) for f in IDENTITY),
+            total,
+        )
+        .where(User.erased_at.is_not(None), or_(*(getattr(User, f).is_not(None) for f in IDENTITY)))
+        .order_by(User.id),
+    }
+
+
+def _describe(session: Session, rows: dict[str, Sequence[Any]]) -> list[Violation]:
+    """Each violation with whether repair can settle it (the history must decide the status
+    first: when it says another status, repair sets that one and judges by it)."""
+    request_ids = sorted(
+        {r[0] for k in (HISTORY_STATUS, STATUS_TIMESTAMPS, ASSIGNEE, STRAY_RATING) for r in rows[k]}
+    )
+    histories = _history(session, request_ids)
+    staff = _staff(session, (h.assignee_id for h in histories.values()))
+    out: list[Violation] = []
+    for rid, status, _ in rows[HISTORY_STATUS]:
+        last_status = histories[rid].status
+        if last_status is None:
+            out.append(
+                _v(HISTORY_STATUS, "requests", rid, f"{status}: no transition in history", False)
+            )
+        else:
+            ok = last_status in STATUSES
+            detail = f"status {status}, history says {last_status}"
+            out.append(_v(HISTORY_STATUS, "requests", rid, detail, ok))
+    for rid, status, *flags, reopened, _ in rows[STATUS_TIMESTAMPS]:
+        present = dict(zip(STAMPS, flags, strict=True))
+        missing, extra = stamp_faults(status, present, reopened)
+        target = _decided(histories[rid])
+        plan = None if target is None else _plan_stamps(target, present, histories[rid])
+        parts = [f"{status}:"]
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if extra:
+            parts.append("has " + ", ".join(extra))
+        out.append(_v(STATUS_TIMESTAMPS, "requests", rid, " ".join(parts), plan is not None))
+    for rid, status, assignee_id, role, _ in rows[ASSIGNEE]:
+        if assignee_id is None:
+            detail = f"{status} without assignee"
+        elif role is None:
+            detail = f"{status}, assignee {assignee_id} does not exist"
+        else:
+            detail = f"{status}, assignee {assignee_id} is {role}"
+        history, named = histories[rid], histories[rid].assignee_id
+        target = _decided(history)
+        ok = target is not None and (
+            target not in ASSIGNED_STATUSES or (named in staff and named != assignee_id)
+        )
+        out.append(_v(ASSIGNEE, "requests", rid, detail, ok))
+    for rid, status, _ in rows[STRAY_RATING]:
+        ok = _decided(histories[rid]) is not None
+        out.append(_v(STRAY_RATING, "requests", rid, f"rating on a {status} request", ok))
+    for oid, lease, _ in rows[STALE_LEASE]:
+        out.append(_v(STALE_LEASE, "outbox", oid, f"sending, lease ended {_iso(lease)}"))
+    for bid, beat, _ in rows[BROADCAST_HEARTBEAT]:
+        what = "no heartbeat" if beat is None else f"last heartbeat {_iso(beat)}"
+        out.append(_v(BROADCAST_HEARTBEAT, "broadcasts", bid, f"sending, {what}", False))
+    for uid, *flags, _ in rows[ERASED_IDENTITY]:
+        left = [f for f, set_ in zip(IDENTITY, flags, strict=True) if set_]
+        out.append(_v(ERASED_IDENTITY, "users", uid, "erased, still has " + ", ".join(left)))
+    return out
+
+
+def _v(kind: str, table: str, row_id: int, detail: str, repairable: bool = True) -> Violation:
+    return Violation(kind, table, row_id, detail, repairable)
+
+
+def _decided(history: History) -> str | None:
+    """The status the history decides, if it does."""
+    return history.status if history.status in STATUSES else None
+
+
+def _iso(at: datetime) -> str:
+    return at.replace(microsecond=0).isoformat()
+
+
+def _plan_stamps(
+    status: str, present: Mapping[str, bool], history: History
+) -> dict[str, datetime | None] | None:
+    """The changes that make the stamps fit `status`, or None when the history cannot decide:
+    it must agree with the status (repair sets the status first) and hold each missing stamp."""
+    if history.status != status:
+        return None
+    missing, extra = stamp_faults(status, present, history.reopened)
+    if any(history.stamps[s] is None for s in missing):
+        return None
+    return {**{s: history.stamps[s] for s in missing}, **dict.fromkeys(extra)}
+
+
+def _detect(session: Session, at: datetime, limit: int) -> Report:
+    rows: dict[str, Sequence[Any]] = {}
+    totals: dict[str, int] = {}
+    for kind, query in _queries(at).items():
+        rows[kind] = session.execute(query.limit(limit)).all()
+        if rows[kind]:
+            totals[kind] = int(rows[kind][0][-1])
+    return Report(_describe(session, rows), totals)
+
+
+def check(*, limit_per_kind: int = 1000) -> Report:
+    """Every invariant, read only; at most `limit_per_kind` violations listed per kind."""
+    with session_scope() as session:
+        report = _detect(session, now(), limit_per_kind)
+    report.found = dict(report.totals)
+    if report.totals:
+        log.warning("consistency.violations", **report.totals)
+    else:
+        log.info("consistency.clean")
+    return report
+
+
+# --- Repair ------------------------------------------------------------------------------------
+
+
+def repair(*, limit_per_kind: int = 1000) -> Report:
+    """Fix what the history can decide among the violations `check` lists, in batches; returns
+    what is left (a fresh check), with what was found and what was fixed."""
+    found = check(limit_per_kind=limit_per_kind)
+    repaired: dict[str, int] = {}
+    by_table: dict[str, list[int]] = {}
+    for v in found.violations:
+        if v.repairable:
+            by_table.setdefault(v.table, []).append(v.row_id)
+    request_ids = sorted(set(by_table.get("requests", [])))
+    for chunk in _chunks(request_ids, BATCH):
+        with session_scope() as session:
+            for rid in chunk:
+                for kind in _repair_request(session, rid):
+                    repaired[kind] = repaired.get(kind, 0) + 1
+    for chunk in _chunks(sorted(set(by_table.get("outbox", []))), BATCH):
+        with session_scope() as session:
+            if n := _release_leases(session, chunk):
+                repaired[STALE_LEASE] = repaired.get(STALE_LEASE, 0) + n
+    for chunk in _chunks(sorted(set(by_table.get("users", []))), BATCH):
+        with session_scope() as session:
+            if n := _erase_leftovers(session, chunk):
+                repaired[ERASED_IDENTITY] = repaired.get(ERASED_IDENTITY, 0) + n
+    left = check(limit_per_kind=limit_per_kind)
+    left.repaired, left.found = repaired, found.totals
+    return left
+
+
+def _repair_request(session: Session, request_id: int) -> list[str]:
+    """Re-check one request under its lock and fix it; returns the kinds fixed."""
+    request = session.scalars(
+        select(Request).where(Request.id == request_id).with_for_update()
+    ).one_or_none()
+    if request is None:
+        return []
+    history = _history(session, [request_id])[request_id]
+    fixed: list[str] = []
+
+    def fix(kind: str, note: str, before: str) -> None:
+        session.add(
+            RequestEvent(
+                request_id=request_id,
+                action=REPAIRED,
+                from_status=before,
+                to_status=request.status,
+                note=f"{kind}: {note}",
+            )
+        )
+        log.warning("consistency.repaired", kind=kind, request_id=request_id, fix=note)
+        fixed.append(kind)
+
+    # The status first: the other invariants depend on it, and none is fixed on a status the
+    # history does not confirm.
+    status, decided = request.status, _decided(history)
+    if decided is None:
+        return []
+    if decided != status:
+        request.status = decided
+        fix(HISTORY_STATUS, f"status {status} -> {decided} as the history says", status)
+
+    present = {s: getattr(request, s) is not None for s in STAMPS}
+    missing, extra = stamp_faults(request.status, present, history.reopened)
+    plan = _plan_stamps(request.status, present, history) if missing or extra else None
+    if plan:
+        for stamp, value in plan.items():
+            setattr(request, stamp, value)
+        parts = [f"{s} set from history" for s in missing] + [f"{s} cleared" for s in extra]
+        fix(STATUS_TIMESTAMPS, "; ".join(parts), request.status)
+
+    if request.status in ASSIGNED_STATUSES:
+        named = history.assignee_id
+        staff = _staff(session, [request.assignee_id, named])
+        if request.assignee_id not in staff and named is not None and named in staff:
+            before = request.assignee_id
+            request.assignee_id = named
+            fix(ASSIGNEE, f"assignee {before} -> {named} from history", request.status)
+
+    if request.rating is not None and request.status not in RATED_STATUSES:
+        request.rating = None
+        fix(STRAY_RATING, f"rating cleared on a {request.status} request", request.status)
+    session.flush()
+    return fixed
+
+
+def _release_leases(session: Session, ids: Sequence[int]) -> int:
+    # As workers.outbox.release_expired_leases, re-checked under the rows' locks (a sender that
+    # took a row meanwhile holds a fresh lease and keeps it).
+    expired = list(
+        session.scalars(
+            select(Outbox.id)
+            .where(
+                Outbox.id.in_(ids),
+                Outbox.state == OutboxState.SENDING,
+                Outbox.next_attempt_at < now(),
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if expired:
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(expired))
+            .values(state=OutboxState.PENDING, next_attempt_at=now())
+        )
+    for oid in expired:
+        log.warning("consistency.repaired", kind=STALE_LEASE, outbox_id=oid)
+    return len(expired)
+
+
+def _erase_leftovers(session: Session, ids: Sequence[int]) -> int:
+    leftover = or_(false(), *(getattr(User, f).is_not(None) for f in IDENTITY))
+    users = list(
+        session.scalars(
+            select(User.id)
+            .where(User.id.in_(ids), User.erased_at.is_not(None), leftover)
+            .with_for_update()
+        )
+    )
+    if users:
+        session.execute(update(User).where(User.id.in_(users)).values(dict.fromkeys(IDENTITY)))
+    for uid in users:
+        log.warning("consistency.repaired", kind=ERASED_IDENTITY, user_id=uid)
+    return len(users)
