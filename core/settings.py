@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # How long what is kept only for a while is kept (see workers/upkeep/retention.py).
     retention_idempotency: str = "7d"
     retention_outbox: str = "30d"
+    retention_backups: str = "30d"
     # The time within which an open request of each priority should be done.
     sla_urgent: str = "4h"
     sla_high: str = "1d"
@@ -119,6 +120,7 @@ class Settings(BaseSettings):
         "sla_low",
         "retention_idempotency",
         "retention_outbox",
+        "retention_backups",
         "dialog_ttl",
     )
     @classmethod

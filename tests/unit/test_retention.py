@@ -67,3 +67,19 @@ def test_retention_follows_its_settings(db: Engine, monkeypatch: pytest.MonkeyPa
     assert prune_retained() == {"idempotency_keys": 1}
     with Session(db) as s:
         assert s.scalar(select(func.count()).select_from(ProcessedCommand)) == 0
+
+
+def test_old_orphan_backups_are_deleted(db: Engine, tmp_path: object) -> None:
+    import os
+
+    from core.settings import get_settings
+
+    folder = get_settings().var_dir / "backups"
+    folder.mkdir(parents=True)
+    old, new = folder / "orphans-20261001T000000Z.jsonl", folder / "orphans-20261129T000000Z.jsonl"
+    for path in (old, new):
+        path.write_text("{}\n")
+    month_ago = (now() - timedelta(days=31)).timestamp()
+    os.utime(old, (month_ago, month_ago))
+    assert prune_retained() == {"backups": 1}
+    assert not old.exists() and new.exists()

@@ -75,4 +75,20 @@ def prune(*, at: datetime | None = None, budget_s: float | None = None) -> dict[
                 counts[rule.name] = counts.get(rule.name, 0) + len(ids)
             if len(ids) < BATCH:
                 break
+    backups = _old_backups(at)
+    if backups:
+        counts["backups"] = backups
     return counts
+
+
+def _old_backups(at: datetime) -> int:
+    """The orphans job's backups (VAR_DIR/backups/*.jsonl) past RETENTION_BACKUPS."""
+    settings = get_settings()
+    folder = settings.var_dir / "backups"
+    before = (at - settings.retention("backups")).timestamp()
+    removed = 0
+    for path in folder.glob("orphans-*.jsonl") if folder.is_dir() else ():
+        if path.stat().st_mtime < before:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
