@@ -22,10 +22,12 @@ from bot.dialogs.storage import ApplyOnce, DialogStorage
 from bot.enqueue import CommandQueue
 from bot.flood import WaitOutFloodLimits
 from bot.middlewares import LogContext
+from bot.pacing import SharedRateLimit
 from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
 from core.observability import init_sentry
+from core.pacing import get_limiter
 from core.readiness import mark_ready
 from core.settings import Settings
 from core.texts import LANGUAGES, t
@@ -39,6 +41,8 @@ WEBHOOK_ENQUEUE_DEADLINE_S = 20.0
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
     session.middleware(WaitOutFloodLimits())
+    # Inside the flood wait: a retried call takes a new slot.
+    session.middleware(SharedRateLimit(get_limiter()))
     return Bot(settings.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 

@@ -29,12 +29,12 @@ from sqlalchemy.orm import Session, aliased
 from core.clock import as_utc, now
 from core.domain import EventAction
 from core.logging import get_logger
+from core.pacing import get_limiter
 from core.settings import get_settings
 from core.states import OutboxState
 from db.models import Outbox, RequestEvent, User
 from db.session import session_scope
 from workers import uploads
-from workers.pacing import get_limiter
 from workers.telegram import get_client, method_for
 from workers.timing import MAX_PARKED_DELAY_S
 

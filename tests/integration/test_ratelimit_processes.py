@@ -11,8 +11,8 @@ from multiprocessing.synchronize import Event
 import pytest
 import redis
 
+from core.ratelimit import RateLimits, RedisRateLimiter
 from sandbox.windows import busiest
-from workers.ratelimit import RateLimits, RedisRateLimiter
 
 REDIS_DB = 13  # this test's own database, flushed before and after
 PROCESSES = 4

@@ -70,6 +70,6 @@ def inproc_worker() -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def fresh_limiters(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with empty rate-limit state (a 429 pause must not leak into the next)."""
-    from workers import pacing
+    from core import pacing
 
     monkeypatch.setattr(pacing, "_limiters", {})

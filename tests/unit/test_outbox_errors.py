@@ -10,11 +10,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core import clock
+from core.pacing import get_limiter
 from db.models import Outbox
 from db.session import session_scope
 from tests.support.sandbox_api import SandboxAPI
 from workers import outbox
-from workers.pacing import get_limiter
 
 pytestmark = pytest.mark.usefixtures("db")
 CHAT = 4242

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import fakeredis
 import pytest
 
-from sandbox.windows import busiest
-from workers.ratelimit import (
+from core.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
     RateLimits,
     RedisRateLimiter,
     limiter_from_url,
 )
+from sandbox.windows import busiest
 
 MARGIN = RateLimits().window_margin
 SECOND = 1.0 + MARGIN  # the bot-wide window

@@ -6,8 +6,8 @@ import os
 
 import redis
 
+from core.ratelimit import LocalRateLimiter, RateLimiter, RateLimits, RedisRateLimiter
 from core.settings import Settings, get_settings
-from workers.ratelimit import LocalRateLimiter, RateLimiter, RateLimits, RedisRateLimiter
 
 _limiters: dict[tuple[int, bool, str | None, RateLimits], RateLimiter] = {}
 
