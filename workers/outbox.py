@@ -188,9 +188,17 @@ def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
         outcome, retry_at = send_claimed(row)
         count(row_id, outcome, retry_at)
         # Messages to one chat go in the order they were written: rows that waited for this one
-        # (see claim) are sent now, by whoever sent their predecessor.
+        # (see claim) are sent now, by whoever sent their predecessor, for a few seconds; then
+        # the chat's next row is handed to a task of its own (a chat with a backlog drains at
+        # its 1/s, and no task runs into its time limit holding a claimed row).
+        chain_ends = time.monotonic() + CHAIN_BUDGET_S
         while outcome == OutboxState.SENT and row.batch_id is None:
-            if deadline is not None and time.monotonic() > deadline:
+            if time.monotonic() > chain_ends or (
+                deadline is not None and time.monotonic() > deadline
+            ):
+                following = _next_in_chat(row.chat_id)
+                if following is not None:
+                    report.retry_at[following] = now()
                 break
             follower = claim(Outbox.chat_id == row.chat_id, Outbox.batch_id.is_(None))
             if follower is None:
@@ -198,6 +206,24 @@ def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
             outcome, retry_at = send_claimed(follower)
             count(follower.id, outcome, retry_at)
     return report
+
+
+# How long one task keeps sending a chat's backlog after the row it was given.
+CHAIN_BUDGET_S = 5.0
+
+
+def _next_in_chat(chat_id: int) -> int | None:
+    with session_scope() as session:
+        return session.scalar(
+            select(Outbox.id)
+            .where(
+                Outbox.chat_id == chat_id,
+                Outbox.state == OutboxState.PENDING,
+                Outbox.batch_id.is_(None),
+            )
+            .order_by(Outbox.id)
+            .limit(1)
+        )
 
 
 def _due_later(row_id: int) -> datetime | None:

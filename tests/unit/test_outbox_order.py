@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
@@ -85,3 +86,22 @@ def test_edits_neither_wait_nor_hold_up(db: Engine, sandbox: SandboxAPI) -> None
         edit_id = edit.id
     assert outbox.deliver([edit_id]).counts == {"sent": 1}  # not behind the pending message
     assert texts(sandbox, CHAT) == ["Broadcast: 5 sent"]
+
+
+@pytest.mark.usefixtures("inproc_worker")
+def test_a_backlog_is_handed_on_not_held(
+    db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task sends a chat's backlog only for a while, then hands the next row to a task of its
+    own: the chat still gets everything, in order."""
+    from workers.app import send_signatures
+
+    monkeypatch.setattr(outbox, "CHAIN_BUDGET_S", 0.0)
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    ids = write(db, "backlog", *((CHAT, f"notice {n}") for n in range(5)))
+    report = outbox.deliver(ids[:1])
+    assert report.counts == {"sent": 1}
+    assert list(report.retry_at) == [ids[1]]  # the next one, for another task
+    send_signatures([outbox.retry_signature(report)])
+    sandbox.wait_messages(CHAT, 5, timeout=30)
+    assert texts(sandbox, CHAT) == [f"notice {n}" for n in range(5)]
