@@ -54,8 +54,14 @@ def escalate(*, at: datetime | None = None, budget_s: float | None = None) -> tu
                 .limit(BATCH)
                 .with_for_update(of=Request, skip_locked=True)
             ).all()
-            for request, started in rows:
-                notices += _escalate_one(session, request, started, at, sla)
+            # Who hears of it, looked up once a batch (a large site has hundreds of staff).
+            people = _People(session)
+            written = [
+                _escalate_one(session, request, started, at, sla, people)
+                for request, started in rows
+            ]
+            session.flush()  # one flush a batch: the outbox rows go in as multi-row INSERTs
+            notices += [r.id for replies in written for r in replies.rows]
             escalated += len(rows)
         if len(rows) < BATCH:
             break
@@ -64,13 +70,21 @@ def escalate(*, at: datetime | None = None, budget_s: float | None = None) -> tu
     return escalated, notices
 
 
+class _People:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.staff = [u for u in staff_members(session) if u.role == Role.STAFF]
+        self.admins = list(session.scalars(select(User).where(User.role == Role.ADMIN)))
+
+
 def _escalate_one(
     session: Session,
     request: Request,
     started: datetime,
     at: datetime,
     sla: Mapping[str, timedelta],
-) -> list[int]:
+    people: _People,
+) -> Replies:
     from core.clock import as_utc
 
     late = at - (as_utc(started) + sla[request.priority])
@@ -88,14 +102,9 @@ def _escalate_one(
     )
     # One notice per breach: the key names the request and the moment of this escalation.
     replies = Replies.for_job(session, f"escalate:{request.id}:{at.isoformat()}")
-    people = users_by_id(session, {request.assignee_id})
-    assignee = people.get(request.assignee_id or 0)
-    told = (
-        [assignee]
-        if assignee is not None
-        else [u for u in staff_members(session) if u.role == Role.STAFF]
-    )
-    told += session.scalars(select(User).where(User.role == Role.ADMIN)).all()
+    assignee = users_by_id(session, {request.assignee_id}).get(request.assignee_id or 0)
+    told = [assignee] if assignee is not None else list(people.staff)
+    told += people.admins
     seen: set[int] = set()
     for user in told:
         if user.telegram_id is None or not user.reachable or user.telegram_id in seen:
@@ -118,5 +127,4 @@ def _escalate_one(
             user_id=user.id,
             request_id=request.id,
         )
-    session.flush()
-    return [r.id for r in replies.rows]
+    return replies
