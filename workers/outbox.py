@@ -239,9 +239,9 @@ def _due_later(row_id: int) -> datetime | None:
 
 
 def _in_order() -> ColumnElement[bool]:
-    """A new message may go once no older one to its chat is still unsent (pending or being
-    sent): messages to one chat arrive in the order they were written, whichever worker sends
-    them. Edits (a broadcast's progress) and broadcast rows neither wait nor hold anyone up."""
+    """A new message may go once no older one to its chat is still waiting to be sent:
+    messages to one chat arrive in the order they were written, whichever worker sends them.
+    Edits (a broadcast's progress) and broadcast rows neither wait nor hold anyone up."""
     older = aliased(Outbox)
     return or_(
         Outbox.batch_id.is_not(None),
@@ -249,7 +249,10 @@ def _in_order() -> ColumnElement[bool]:
         ~exists().where(
             older.chat_id == Outbox.chat_id,
             older.id < Outbox.id,
-            older.state.in_((OutboxState.PENDING, OutboxState.SENDING)),
+            # Only rows still waiting: one already claimed may belong to a sender that died or
+            # lost its database after Telegram took it (its lease would block the chat for
+            # minutes); its follower may overtake it by the length of one send.
+            older.state == OutboxState.PENDING,
             older.batch_id.is_(None),
             older.method.startswith("send"),
         ),
