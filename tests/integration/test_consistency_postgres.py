@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from db.models import Request
-from db.session import configure_engine, dispose_engine, make_engine
 from tests.unit.test_consistency import (
     assert_check,
     assert_repair,
@@ -23,18 +21,6 @@ from tests.unit.test_consistency import (
 from workers.upkeep.consistency import Report, repair
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pg(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    from core.settings import get_settings
-
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    get_settings.cache_clear()
-    engine = make_engine(pg_url)
-    configure_engine(engine)
-    yield engine
-    dispose_engine()
 
 
 def test_check_finds_exactly_the_planted_violations(pg: Engine) -> None:

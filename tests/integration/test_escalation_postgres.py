@@ -4,31 +4,16 @@ once, each breach escalated once."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core.clock import now
 from db.models import Request, RequestEvent, User
-from db.session import configure_engine, dispose_engine, make_engine
 from workers.upkeep.escalation import escalate
 
 AT = now().replace(microsecond=0)
-
-
-@pytest.fixture
-def pg(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    from core.settings import get_settings
-
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    get_settings.cache_clear()
-    engine = make_engine(pg_url)
-    configure_engine(engine)
-    yield engine
-    dispose_engine()
 
 
 def test_two_runs_at_once_on_postgres(pg: Engine) -> None:

@@ -4,25 +4,10 @@ worker or host) exits at once; a run's death frees it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Engine
 
-from db.session import configure_engine, dispose_engine, make_engine
 from workers.upkeep.jobs import SKIPPED, last_runs, run_job
-
-
-@pytest.fixture
-def pg(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    from core.settings import get_settings
-
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    get_settings.cache_clear()
-    engine = make_engine(pg_url)
-    configure_engine(engine)
-    yield engine
-    dispose_engine()
 
 
 def test_advisory_lock_lets_one_run_through(pg: Engine) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from db import migrate
@@ -110,3 +110,17 @@ def procs(
     processes = Processes(tmp_path, env)
     yield processes
     processes.stop_all()
+
+
+@pytest.fixture
+def pg(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """This process's sessions (db.session) on a fresh PostgreSQL database."""
+    from core.settings import get_settings
+    from db.session import configure_engine, dispose_engine, make_engine
+
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+    engine = make_engine(pg_url)
+    configure_engine(engine)
+    yield engine
+    dispose_engine()
