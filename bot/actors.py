@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from aiogram.types import CallbackQuery, Chat, Message, User
 
 from bot.enqueue import CommandQueue
+from core.clock import now
 from core.commands import Actor, Command, idempotency_key
 
 C = TypeVar("C", bound=Command)
@@ -27,6 +29,8 @@ class Envelope:
     user: User | None
     chat: Chat | None  # None: a button under a message the bot can no longer see
     commands: CommandQueue | None
+    # When this bot got the update: commands carry it (see core.commands.Command.issued_at).
+    received_at: datetime = field(default_factory=now)
 
     @classmethod
     def of(
@@ -59,7 +63,9 @@ class Envelope:
 
     def build(self, command: type[C], /, **fields: Any) -> C:
         """`command` of this update by this actor (a ValidationError for bad fields)."""
-        return command(idempotency_key=self.key, actor=self.actor, **fields)
+        return command(
+            idempotency_key=self.key, actor=self.actor, issued_at=self.received_at, **fields
+        )
 
     async def enqueue(self, command: Command) -> None:
         if self.commands is None:

@@ -120,7 +120,17 @@ async def _set_commands(bot: Bot) -> None:
         await bot.set_my_commands(
             [
                 BotCommand(command=name, description=t(f"cmd.{name}", language))
-                for name in ("new", "my", "queue", "report", "cancel", "start", "help")
+                for name in (
+                    "new",
+                    "my",
+                    "queue",
+                    "report",
+                    "export",
+                    "forget_me",
+                    "cancel",
+                    "start",
+                    "help",
+                )
             ],
             scope=BotCommandScopeDefault(),
             language_code=None if language == "en" else language,

@@ -82,3 +82,14 @@ class ReportCb(CallbackData, prefix="rp"):
     """Another period of the report (admins; the worker checks the role)."""
 
     kind: OnDemandReport
+
+
+class PrivacyVerb(StrEnum):
+    ERASE = "erase"
+    KEEP = "keep"
+
+
+class PrivacyCb(CallbackData, prefix="pv"):
+    """The answer to /forget_me's question: erase everything, or keep it."""
+
+    verb: PrivacyVerb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -84,6 +85,9 @@ class Command(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     idempotency_key: str = Field(min_length=1, max_length=200)
     actor: Actor
+    # When the bot received the update: a command issued before its user was erased must not
+    # bring anything of them back when it is applied after (see db.users.upsert_user).
+    issued_at: datetime | None = None
 
     def to_kwargs(self) -> dict[str, object]:
         return {"command": self.model_dump(mode="json", by_alias=True)}
@@ -263,3 +267,20 @@ class ShowReport(Command):
     task_name = "commands.show_report"
     kind: Literal["show_report"] = "show_report"
     period: OnDemandReport = ReportKind.TODAY
+
+
+# --- Privacy ---------------------------------------------------------------------------------
+
+
+class ExportMyData(Command):
+    """/export: everything stored about the actor, sent to them as a JSON file."""
+
+    task_name = "privacy.export"
+    kind: Literal["export_my_data"] = "export_my_data"
+
+
+class EraseMe(Command):
+    """/forget_me, confirmed: erase the actor's personal data (always the actor's own)."""
+
+    task_name = "privacy.erase_user"
+    kind: Literal["erase_me"] = "erase_me"

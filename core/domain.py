@@ -208,3 +208,21 @@ def can_rate(status: Status, viewer: Viewer) -> bool:
 
 def can_change_priority(status: Status, viewer: Viewer) -> bool:
     return viewer.is_staff and status in OPEN_STATUSES
+
+
+# What erased free text reads as (titles, places, descriptions, broadcasts): not a language.
+ERASED_TEXT = "[erased]"
+
+
+class ErasureReason(StrEnum):
+    """Why an erasure ran: the user asked in the bot, or an admin ran it for them (the CLI)."""
+
+    SELF = "self"
+    ADMIN = "admin"
+
+
+class ErasureMode(StrEnum):
+    """ERASURE_MODE: keep the user's requests anonymous, or delete them entirely."""
+
+    ANONYMIZE = "anonymize"
+    DELETE = "delete"

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     sla_high: str = "1d"
     sla_normal: str = "3d"
     sla_low: str = "7d"
+    # What erasure does to a user's requests: keep them anonymous (status, priority, times,
+    # for the statistics) or delete them with everything under them.
+    erasure_mode: Literal["anonymize", "delete"] = "anonymize"
 
     @field_validator("admin_ids", mode="before")
     @classmethod

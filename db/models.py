@@ -207,7 +207,13 @@ class Outbox(Base):
     # A broadcast's rows drain together and report progress.
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
     # The request a notification is about: staff see when it did not reach its recipient.
-    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id", ondelete="SET NULL"))
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("requests.id", ondelete="SET NULL"), index=True
+    )
+    # Whose action wrote it (its text may quote them): erasure finds the rows by it.
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
 
 
 class Broadcast(Base):
@@ -281,9 +287,16 @@ class ErasureAudit(Base):
     """That an erasure ran, when, and how many rows it touched; no personal data."""
 
     __tablename__ = "erasure_audit"
+    __table_args__ = (
+        CheckConstraint("reason IN ('self', 'admin')", name="reason"),
+        CheckConstraint("mode IN ('anonymize', 'delete')", name="mode"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    erased_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    # Indexed: every command asks for the latest (see db.users.upsert_user).
+    erased_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+    reason: Mapped[str] = mapped_column(String(16), default="self")  # self | admin
+    mode: Mapped[str] = mapped_column(String(16), default="anonymize")
     counts: Mapped[dict[str, int]] = mapped_column(Json)
 
 

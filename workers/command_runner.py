@@ -18,6 +18,7 @@ from core.commands import Command
 from core.logging import get_logger
 from db.models import ProcessedCommand
 from db.session import session_scope
+from db.users import StaleCommand
 from workers import outbox
 from workers.outbox import Replies
 
@@ -36,7 +37,10 @@ class Outcome:
 
 
 def fingerprint(command: Command) -> str:
-    body = json.dumps(command.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    # When the bot got it is not what it says: an update the bot got twice is one action.
+    body = json.dumps(
+        command.model_dump(mode="json", exclude={"issued_at"}), sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -45,6 +49,15 @@ def apply_command(command: C, handler: Handler[C]) -> Outcome:
     structlog.contextvars.bind_contextvars(
         command=command.task_name, idempotency_key=command.idempotency_key
     )
+    try:
+        return _apply(command, handler)
+    except StaleCommand:
+        # Issued before its user was erased: nothing of them may come back, not even a reply.
+        log.info("command.dropped_after_erasure")
+        return Outcome(False, [], [])
+
+
+def _apply(command: C, handler: Handler[C]) -> Outcome:
     mark = fingerprint(command)
     key = command.idempotency_key
     with session_scope() as session:

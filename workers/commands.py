@@ -1,6 +1,7 @@
 """The registry of command handlers: which service applies each command of core.commands.
 
-Tasks are registered from it by `workers.command_tasks`, under the commands' stable names.
+Tasks are registered from it by `workers.command_tasks`, under the commands' stable names; the
+name's prefix routes each to its queue (`privacy.*`: export and erasure on `privacy`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from core import commands as c
 from workers import welcome
 from workers.broadcasts import handlers as broadcasts
 from workers.desk import handlers as desk
+from workers.privacy import handlers as privacy
 from workers.reports import handlers as reports
 
 HANDLERS: dict[type[Any], Callable[..., None]] = {
@@ -32,4 +34,6 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.ConfirmBroadcast: broadcasts.confirm_broadcast,
     c.CancelBroadcast: broadcasts.cancel_broadcast,
     c.ShowReport: reports.show_report,
+    c.ExportMyData: privacy.export_my_data,
+    c.EraseMe: privacy.erase_me,
 }

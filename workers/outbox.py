@@ -64,6 +64,9 @@ class Replies:
     key: str
     # The acting user's chat: rows to it are the command's inline replies.
     actor_chat_id: int | None = None
+    # The acting user (set once their profile is loaded): rows their action writes may quote
+    # them, and erasure finds those rows by it.
+    actor_id: int | None = None
     rows: list[Outbox] = field(default_factory=list)
     # Work to start once the transaction is committed (e.g. a broadcast's drains), as task
     # signatures by name: the task layer sends them.
@@ -98,6 +101,7 @@ class Replies:
             chat_id=chat_id,
             user_id=user_id,
             request_id=request_id,
+            actor_id=self.actor_id,
             method=method,
             payload={"chat_id": chat_id, **payload},
             state=OutboxState.PENDING,
@@ -359,6 +363,8 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
             "state": OutboxState.SENT,
             "sent_at": now(),
             "message_id": getattr(result, "message_id", None),
+            # Delivered: its text (names, requests' words) is Telegram's now, not ours to keep.
+            "payload": {},
         }
         bound.debug("telegram.sent")
     elif verdict.retry_after is not None:
@@ -397,6 +403,8 @@ def _record(
     row: Outbox, values: dict[str, object], error_text: str | None, *, unreachable: bool = False
 ) -> None:
     with session_scope() as session:
+        if values.get("state") == OutboxState.SENT and uploads.forget(session, row.id, row.payload):
+            return
         session.execute(
             update(Outbox).where(Outbox.id == row.id).values(last_error=error_text, **values)
         )

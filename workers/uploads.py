@@ -9,13 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from db.models import GeneratedFile
+from db.models import GeneratedFile, Outbox
 from db.session import session_scope
 
 UPLOAD = "upload"
+# A row whose payload says so is deleted once sent, with the file it refers to (an export, the
+# erasure's last message: they hold a user's data or chat id, kept only until delivered).
+FORGET_AFTER_SEND = "forget_after_send"
 
 
 def store(session: Session, key: str, file_name: str, content: bytes) -> GeneratedFile:
@@ -38,13 +41,13 @@ def resolve(payload: dict[str, Any]) -> dict[str, Any]:
     bytes (uploaded by this send)."""
     ref = payload.get(UPLOAD)
     if ref is None:
-        return payload
+        return {k: v for k, v in payload.items() if k != FORGET_AFTER_SEND}
     with session_scope() as session:
         row = session.get(GeneratedFile, ref["file"])
         if row is None:
             raise ValueError(f"generated file {ref['file']} is gone")
         value: Any = row.telegram_file_id or BufferedInputFile(row.content, row.file_name)
-    sendable = {k: v for k, v in payload.items() if k != UPLOAD}
+    sendable = {k: v for k, v in payload.items() if k not in (UPLOAD, FORGET_AFTER_SEND)}
     sendable[ref["field"]] = value
     return sendable
 
@@ -67,3 +70,14 @@ def remember(payload: dict[str, Any], result: object) -> None:
             .where(GeneratedFile.id == ref["file"], GeneratedFile.telegram_file_id.is_(None))
             .values(telegram_file_id=file_id)
         )
+
+
+def forget(session: Session, row_id: int, payload: dict[str, Any]) -> bool:
+    """After a successful send: delete a FORGET_AFTER_SEND row and its file; False for others."""
+    if not payload.get(FORGET_AFTER_SEND):
+        return False
+    session.execute(delete(Outbox).where(Outbox.id == row_id))
+    ref = payload.get(UPLOAD)
+    if ref is not None:
+        session.execute(delete(GeneratedFile).where(GeneratedFile.id == ref["file"]))
+    return True

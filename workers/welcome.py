@@ -14,7 +14,7 @@ from workers.outbox import Replies
 
 
 def register_user(session: Session, command: c.RegisterUser, replies: Replies) -> None:
-    user = upsert_user(session, command.actor, get_settings().admin_ids)
+    user = upsert_user(session, command.actor, get_settings().admin_ids, command.issued_at)
     role = Role(user.role)
     name = command.actor.first_name or command.actor.username or "👋"
     text = t("welcome", user.language, name=name)

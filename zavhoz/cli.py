@@ -335,9 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--send", action="store_true", help="deliver it to the admins")
     report.set_defaults(func=_report)
-    from zavhoz import maintenance
+    from zavhoz import maintenance, privacy
 
     maintenance.add_parser(sub)
+    privacy.add_parser(sub)
     sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=_SANDBOX_PORT)

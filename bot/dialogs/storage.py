@@ -48,6 +48,14 @@ class _Pending:
 
 
 _work: ContextVar[dict[StorageKey, _Pending] | None] = ContextVar("dialog_work", default=None)
+# Set by an update that erases its user: its id is not recorded under their key either.
+_no_trace: ContextVar[bool] = ContextVar("dialog_no_trace", default=False)
+
+
+def leave_no_trace() -> None:
+    """This update erases its user (/forget_me confirmed): finishing it records nothing under
+    their key (the applied-updates list would outlive the erasure, named by their id)."""
+    _no_trace.set(True)
 
 
 class DialogStorage(BaseStorage):
@@ -112,14 +120,18 @@ class DialogStorage(BaseStorage):
     @contextlib.asynccontextmanager
     async def unit_of_work(self, key: StorageKey, update_id: int) -> AsyncIterator[None]:
         work: dict[StorageKey, _Pending] = {}
-        token = _work.set(work)
+        token, trace = _work.set(work), _no_trace.set(False)
         try:
             yield
+            no_trace = _no_trace.get()
         finally:
             _work.reset(token)
-        await self._commit(work, key, update_id)
+            _no_trace.reset(trace)
+        await self._commit(work, key, update_id, no_trace=no_trace)
 
-    async def _commit(self, work: dict[StorageKey, _Pending], key: StorageKey, uid: int) -> None:
+    async def _commit(
+        self, work: dict[StorageKey, _Pending], key: StorageKey, uid: int, *, no_trace: bool
+    ) -> None:
         inner = self.inner
         if not isinstance(inner, RedisStorage):
             for k, pending in work.items():
@@ -144,9 +156,12 @@ class DialogStorage(BaseStorage):
                     else:
                         pipe.delete(build(k, "data"))
             applied = build(key, cast(Any, "applied"))
-            pipe.lpush(applied, uid)
-            pipe.ltrim(applied, 0, APPLIED_KEPT - 1)
-            pipe.expire(applied, APPLIED_TTL_S)
+            if no_trace:
+                pipe.delete(applied)
+            else:
+                pipe.lpush(applied, uid)
+                pipe.ltrim(applied, 0, APPLIED_KEPT - 1)
+                pipe.expire(applied, APPLIED_TTL_S)
             await pipe.execute()
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import broadcast, fallback, groups, new_request, reports, requests, start
+from bot.routers import (
+    broadcast,
+    fallback,
+    groups,
+    new_request,
+    privacy,
+    reports,
+    requests,
+    start,
+)
 
 
 def feature_routers() -> list[Router]:
@@ -15,6 +24,7 @@ def feature_routers() -> list[Router]:
         requests.create_router(),
         broadcast.create_router(),
         reports.create_router(),
+        privacy.create_router(),
         new_request.create_router(),
         fallback.create_router(),
     ]

@@ -16,7 +16,8 @@ EN = {
         "/my: your requests and their status\n"
         "/cancel: stop what you are doing\n"
         "/start: the main menu\n"
-        "/help: this message\n\n"
+        "/help: this message\n"
+        "/export: all your data as a file; /forget_me: erase it\n\n"
         "<b>Staff</b>: /queue [place] open requests\n"
         "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),
@@ -47,7 +48,8 @@ RU = {
         "/my: ваши заявки и их статус\n"
         "/cancel: прервать текущее действие\n"
         "/start: главное меню\n"
-        "/help: это сообщение\n\n"
+        "/help: это сообщение\n"
+        "/export: все ваши данные файлом; /forget_me: удалить их\n\n"
         "<b>Сотрудникам</b>: /queue [место] открытые заявки\n"
         "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),

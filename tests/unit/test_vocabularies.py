@@ -22,7 +22,7 @@ from core.callbacks import (
     safe_fragment,
 )
 from core.commands import AttachmentIn
-from core.domain import Action, EventAction, Priority, Status, Viewer
+from core.domain import Action, ErasureMode, ErasureReason, EventAction, Priority, Status, Viewer
 from core.roles import AUDIENCE_ROLES, Audience, Role
 from core.states import BroadcastState, OutboxState
 from core.user_input import DB_ID_LIMIT, PAGE_LIMIT, TELEGRAM_ID_LIMIT
@@ -42,6 +42,8 @@ VOCABULARIES: dict[tuple[str, str], set[str]] = {
     ("outbox", "state"): {s.value for s in OutboxState},
     ("broadcasts", "state"): {s.value for s in BroadcastState},
     ("broadcasts", "audience"): {a.value for a in Audience},
+    ("erasure_audit", "reason"): {r.value for r in ErasureReason},
+    ("erasure_audit", "mode"): {m.value for m in ErasureMode},
 }
 
 

@@ -58,6 +58,8 @@ def when(moment: datetime | None) -> str:
 
 
 def name_of(user: User | None, lang: str) -> str:
+    if user is not None and user.erased_at is not None:
+        return t("erased_user", lang)
     if user is None or user.telegram_id is None:
         return t("someone", lang)
     if user.username:

@@ -35,7 +35,8 @@ class Ctx:
     @classmethod
     def load(cls, session: Session, command: Command, replies: Replies) -> Ctx:
         # Every command refreshes the profile: a user who acts exists and is reachable.
-        actor = upsert_user(session, command.actor, get_settings().admin_ids)
+        actor = upsert_user(session, command.actor, get_settings().admin_ids, command.issued_at)
+        replies.actor_id = actor.id
         return cls(session, replies, actor, command)
 
     @property

@@ -1,0 +1,119 @@
+"""Erasure racing a command of the same user, on PostgreSQL's row locks: whichever commits
+first, nothing of the user survives, and the command restores nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core import commands as c
+from core.clock import now
+from core.domain import ErasureMode, ErasureReason
+from db.models import Comment, Request, User
+from db.session import session_scope
+from tests.support.pii import scan_database
+from workers.command_runner import apply_command
+from workers.commands import HANDLERS
+from workers.privacy.erasure import erase
+
+ZQ = 987654321
+PROFILE = {"username": "zqerased", "first_name": "Zeldarine", "last_name": "Quixotova"}
+NEEDLES = [*PROFILE.values(), "purple-wombat"]
+_keys = iter(range(10_000, 20_000))
+
+
+def command(model: type[c.Command], **fields: Any) -> c.Command:
+    return model(
+        idempotency_key=f"tg-update:{next(_keys)}",
+        actor=c.Actor(user_id=ZQ, chat_id=ZQ, **PROFILE),
+        issued_at=now(),
+        **fields,
+    )
+
+
+@pytest.fixture
+def request_id(pg: Engine) -> Iterator[int]:
+    apply_command(
+        command(c.CreateRequest, title="Leak", description="purple-wombat drips", location="Hall"),
+        HANDLERS[c.CreateRequest],
+    )
+    with Session(pg) as s:
+        yield int(s.scalars(select(Request.id)).one())
+
+
+def _erase() -> None:
+    with session_scope() as session:
+        erase(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+
+
+def test_a_command_holding_the_profile_commits_first_and_is_erased(
+    pg: Engine, request_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = HANDLERS[c.AddComment]
+    inside = threading.Event()
+
+    def slow_comment(session: Any, cmd: Any, replies: Any) -> None:
+        handler(session, cmd, replies)  # the profile is read FOR KEY SHARE in here
+        inside.set()
+        time.sleep(1.0)  # the erasure starts meanwhile and must wait for this commit
+
+    worker = threading.Thread(
+        target=apply_command,
+        args=(
+            command(c.AddComment, request_id=request_id, text="purple-wombat late"),
+            slow_comment,
+        ),
+    )
+    worker.start()
+    assert inside.wait(10)
+    started = time.monotonic()
+    _erase()
+    waited = time.monotonic() - started
+    worker.join(10)
+    assert waited > 0.5, "the erasure did not wait for the command holding the profile"
+    with Session(pg) as s:
+        assert not s.scalars(select(Comment)).all()
+    assert scan_database(pg, NEEDLES, ZQ) == []
+
+
+def test_a_command_that_waited_for_the_erasure_restores_nothing(
+    pg: Engine, request_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    late = command(c.AddComment, request_id=request_id, text="purple-wombat late")
+    again = command(c.CreateRequest, title="New", description="purple-wombat 2", location="Hall")
+    holding = threading.Event()
+    release = threading.Event()
+
+    def erase_slowly() -> None:
+        with session_scope() as session:
+            erase(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+            holding.set()
+            release.wait(10)  # the commands arrive while the erasure holds the profile
+
+    eraser = threading.Thread(target=erase_slowly)
+    eraser.start()
+    assert holding.wait(10)
+    outcomes: list[Any] = []
+    runners = [
+        threading.Thread(target=lambda m=m: outcomes.append(apply_command(m, HANDLERS[type(m)])))
+        for m in (late, again)
+    ]
+    for runner in runners:
+        runner.start()
+    time.sleep(0.5)
+    assert all(r.is_alive() for r in runners), "a command did not wait for the erasure"
+    release.set()
+    eraser.join(10)
+    for runner in runners:
+        runner.join(10)
+    assert [o.inline for o in outcomes] == [[], []]  # dropped: not even a reply
+    with Session(pg) as s:
+        assert s.scalars(select(User).where(User.telegram_id == ZQ)).first() is None
+        assert not s.scalars(select(Comment)).all()
+    assert scan_database(pg, NEEDLES, ZQ) == []
