@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 from sqlalchemy import create_engine, text
 
-from core.commands import Actor, CreateRequest, idempotency_key
+from core.commands import Actor, CreateRequest, EraseMe, idempotency_key
 from tests.support.processes import Processes
 from tests.support.sentry_receiver import SentryReceiver
 
@@ -75,3 +75,36 @@ def test_a_failing_command_reaches_sentry_without_personal_data(
     message = event.get("logentry", {}).get("message")
     assert exception_types or (message and " " not in message), event
     assert event["tags"]["celery_task_id"]
+
+
+def test_a_failing_erasure_reaches_sentry_without_personal_data(
+    sentry: SentryReceiver, procs: Processes, redis_url: str, pg_url: str
+) -> None:
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(REFUSE_REQUESTS.replace("requests", "erasure_audit")))
+        conn.execute(
+            text(
+                "INSERT INTO users (telegram_id, username, first_name, last_name, language, role,"
+                " reachable) VALUES (7008, :u, :n, 'Petrovna', 'en', 'resident', true)"
+            ),
+            {"u": USERNAME, "n": NAME},
+        )
+    engine.dispose()
+    worker = procs.worker("w1", "-c", "1", SENTRY_DSN=sentry.dsn)
+    command = EraseMe(
+        idempotency_key=idempotency_key(78),
+        actor=Actor(
+            user_id=7008, chat_id=7008, first_name=NAME, last_name="Petrovna", username=USERNAME
+        ),
+    )
+    producer = Celery("test-producer", broker=redis_url, set_as_current=False)
+    producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
+
+    sentry.wait_event(in_task(command.task_name))
+    worker.stop()
+    raw = b"".join(sentry.raw()).decode(errors="replace")
+    log = worker.log()
+    for planted in PLANTED:
+        assert planted not in raw, f"{planted!r} reached Sentry"
+        assert planted not in log, f"{planted!r} reached the worker log"
