@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core import commands as c
 from core.clock import now
 from core.domain import ErasureMode, ErasureReason
-from db.models import Comment, Request, User
+from db.models import Comment, DeadLetter, Request, User
 from db.session import session_scope
 from tests.support.pii import scan_database
 from workers.command_runner import apply_command
@@ -117,3 +117,24 @@ def test_a_command_that_waited_for_the_erasure_restores_nothing(
         assert s.scalars(select(User).where(User.telegram_id == ZQ)).first() is None
         assert not s.scalars(select(Comment)).all()
     assert scan_database(pg, NEEDLES, ZQ) == []
+
+
+def test_dead_letters_of_the_user_go_and_malformed_ones_do_not_break_it(pg: Engine) -> None:
+    big = 7_000_000_001  # Telegram ids outgrow a 32-bit integer
+    with Session(pg) as s:
+        for actor in ({"user_id": big}, {"user_id": "abc"}, {"user_id": ZQ}, "not a dict"):
+            s.add(
+                DeadLetter(
+                    task_name="commands.add_comment",
+                    command={"actor": actor, "text": "x"},
+                    error="e",
+                    attempts=1,
+                )
+            )
+        s.commit()
+    with session_scope() as session:
+        counts = erase(session, big, reason=ErasureReason.ADMIN, mode=ErasureMode.ANONYMIZE)
+    assert counts["dead_letters"] == 1
+    with Session(pg) as s:
+        left = [d.command["actor"] for d in s.scalars(select(DeadLetter).order_by(DeadLetter.id))]
+    assert left == [{"user_id": "abc"}, {"user_id": ZQ}, "not a dict"]

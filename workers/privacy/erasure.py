@@ -23,7 +23,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.clock import now
@@ -108,17 +109,14 @@ def _erase_user_rows(session: Session, user: User, mode: ErasureMode, counts: Co
     names = _names(user)
     own = select(Request.id).where(Request.author_id == uid).scalar_subquery()
     theirs = select(Broadcast.id).where(Broadcast.author_id == uid).scalar_subquery()
-    counts["outbox"] += _rowcount(
-        session,
-        delete(Outbox).where(
-            or_(
-                Outbox.user_id == uid,
-                Outbox.actor_id == uid,
-                Outbox.request_id.in_(own),
-                Outbox.batch_id.in_(theirs),
-            )
-        ),
-    )
+    # One statement per link, each on its index (an OR of them scans the whole outbox).
+    for link in (
+        Outbox.user_id == uid,
+        Outbox.actor_id == uid,
+        Outbox.request_id.in_(own),
+        Outbox.batch_id.in_(theirs),
+    ):
+        counts["outbox"] += _rowcount(session, delete(Outbox).where(link))
     counts["comments"] = _rowcount(session, delete(Comment).where(Comment.author_id == uid))
     counts["notes"] = _rowcount(
         session,
@@ -187,20 +185,14 @@ def _rowcount(session: Session, statement: Any) -> int:
 
 def _erase_dead_letters(session: Session, telegram_id: int) -> int:
     """Failed commands keep the whole command: the actor's names and texts."""
-    ids = [
-        row_id
-        for row_id, command in session.execute(select(DeadLetter.id, DeadLetter.command))
-        if _actor_of(command) == telegram_id
-    ]
-    if not ids:
-        return 0
-    return _rowcount(session, delete(DeadLetter).where(DeadLetter.id.in_(ids)))
-
-
-def _actor_of(command: Any) -> int | None:
-    actor = command.get("actor") if isinstance(command, dict) else None
-    user_id = actor.get("user_id") if isinstance(actor, dict) else None
-    return user_id if isinstance(user_id, int) else None
+    # Dead letters hold malformed commands too (a forged user_id "abc"): compare without casts.
+    theirs: ColumnElement[bool]
+    if session.get_bind().dialect.name == "postgresql":
+        sought = literal({"actor": {"user_id": telegram_id}}, type_=JSONB)
+        theirs = DeadLetter.command.op("@>")(sought)
+    else:
+        theirs = func.json_extract(DeadLetter.command, "$.actor.user_id") == telegram_id
+    return _rowcount(session, delete(DeadLetter).where(theirs))
 
 
 def _names(user: User) -> list[str]:
