@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -209,6 +210,9 @@ def safe_repr(value: Any) -> str:
     return repr(_shape(value))[:1024]
 
 
+SENT_AT_HEADER = "zavhoz_sent_at"
+
+
 class RedactingAMQP(AMQP):
     """Celery's message builder with `safe_repr` for argsrepr/kwargsrepr, which go into every
     message's headers, task-sent/received events (Flower, `celery events`) and log contexts.
@@ -222,4 +226,7 @@ class RedactingAMQP(AMQP):
             kwargs["argsrepr"] = safe_repr(given.get("args") or ())
         if kwargs.get("kwargsrepr") is None:
             kwargs["kwargsrepr"] = safe_repr(given.get("kwargs") or {})
-        return super().as_task_v2(*args, **kwargs)
+        message = super().as_task_v2(*args, **kwargs)
+        # When it was sent: `zavhoz status` reads the age of each queue's oldest message by it.
+        message.headers[SENT_AT_HEADER] = time.time()
+        return message

@@ -81,42 +81,6 @@ def _commands(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-def _status(_: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from sqlalchemy import func, select
-
-    from db.models import Outbox
-    from db.session import session_scope
-    from workers.dead_letters import waiting
-    from workers.upkeep.jobs import last_runs
-
-    with session_scope() as session:
-        states = dict(
-            session.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all()
-        )
-        letters = waiting(session)
-    print("outbox   " + "  ".join(f"{state} {count}" for state, count in sorted(states.items())))
-    print(f"dead letters waiting  {letters}  (zavhoz commands list / replay)")
-    jobs = Table(title="scheduled jobs: last run", title_justify="left")
-    jobs.add_column("job", no_wrap=True)
-    for column in ("started (UTC)", "took", "outcome", "did", "runs", "failed"):
-        jobs.add_column(column, overflow="fold")
-    for run in last_runs():
-        did = run.error or ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "-"
-        jobs.add_row(
-            run.job,
-            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
-            f"{run.duration_s:.2f} s",
-            run.outcome,
-            did,
-            str(run.runs),
-            str(run.failures),
-        )
-    Console().print(jobs)
-    return 0
-
-
 def _report(args: argparse.Namespace) -> int:
     from core.domain import ReportKind
     from workers import outbox
@@ -325,7 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_argument("ids", nargs="*", type=int, metavar="ID")
     commands.add_argument("--all", action="store_true", help="replay every waiting one")
     commands.set_defaults(func=_commands)
-    sub.add_parser("status", help="outbox and dead letters at a glance").set_defaults(func=_status)
     report = sub.add_parser(
         "report", help="a report as a table, its chart and CSV; --send to admins"
     )
@@ -335,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--send", action="store_true", help="deliver it to the admins")
     report.set_defaults(func=_report)
-    from zavhoz import maintenance, privacy
+    from zavhoz import maintenance, privacy, status
 
     maintenance.add_parser(sub)
     privacy.add_parser(sub)
+    status.add_parser(sub)
     sandbox = sub.add_parser("sandbox", help="run the local Bot API server double")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=_SANDBOX_PORT)
