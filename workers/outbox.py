@@ -399,11 +399,15 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
 _SEND_TIMEOUT_S = 30.0
 
 
+_FINAL = (OutboxState.SENT, OutboxState.FAILED, OutboxState.DEAD)
+
+
 def _record(
     row: Outbox, values: dict[str, object], error_text: str | None, *, unreachable: bool = False
 ) -> None:
     with session_scope() as session:
-        if values.get("state") == OutboxState.SENT and uploads.forget(session, row.id, row.payload):
+        # Delivered, or never will be: a row kept only to be sent goes, with its file.
+        if values.get("state") in _FINAL and uploads.forget(session, row.id, row.payload):
             return
         session.execute(
             update(Outbox).where(Outbox.id == row.id).values(last_error=error_text, **values)

@@ -73,7 +73,8 @@ def remember(payload: dict[str, Any], result: object) -> None:
 
 
 def forget(session: Session, row_id: int, payload: dict[str, Any]) -> bool:
-    """After a successful send: delete a FORGET_AFTER_SEND row and its file; False for others."""
+    """After a send that ended (sent, or given up): delete a FORGET_AFTER_SEND row and its
+    file; False for other rows."""
     if not payload.get(FORGET_AFTER_SEND):
         return False
     session.execute(delete(Outbox).where(Outbox.id == row_id))

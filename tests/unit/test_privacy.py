@@ -24,6 +24,7 @@ from db.models import (
     Comment,
     DeadLetter,
     ErasureAudit,
+    GeneratedFile,
     Outbox,
     Request,
     RequestEvent,
@@ -304,3 +305,12 @@ def test_the_cli_exports_erases_and_lists_the_audit(
     assert main(["privacy", "audit"]) == 0
     listing = capsys.readouterr().out
     assert "admin" in listing and "anonymize" in listing and "profile 1" in listing
+
+
+def test_an_export_that_cannot_be_delivered_is_not_kept(desk: Desk) -> None:
+    _seed(desk, get_settings().var_dir)
+    desk.sandbox._call("POST", f"/sandbox/users/{ZQ}/block", {})
+    zq(desk, c.ExportMyData)
+    with Session(desk.engine) as s:
+        assert not s.scalars(select(Outbox).where(Outbox.method == "sendDocument")).all()
+        assert not s.scalars(select(GeneratedFile)).all()
