@@ -18,7 +18,7 @@ from core.callbacks import CardVerb, ListCb, ListKind, RequestCb
 from core.domain import Action, Priority, Status
 from core.roles import Role
 from core.texts import all_translations, t
-from core.user_input import TELEGRAM_ID_LIMIT, normalize, parse_id, parse_user_target
+from core.user_input import DB_ID_LIMIT, TELEGRAM_ID_LIMIT, normalize, parse_id, parse_user_target
 
 
 class Ask(StatesGroup):
@@ -48,6 +48,18 @@ async def queue(message: Message, envelope: Envelope, command: CommandObject | N
     if message.from_user:
         location = normalize(command.args or "")[: limits.LOCATION_MAX] if command else ""
         await envelope.send(c.ShowQueue, location=location or None)
+
+
+async def open_request(
+    message: Message, envelope: Envelope, command: CommandObject | None = None
+) -> None:
+    """`/r 42` or `#42`: the card, if the worker finds the user may see it."""
+    text = (command.args or "") if command else (message.text or "")
+    request_id = parse_id(normalize(text).removeprefix("#").strip(), DB_ID_LIMIT)
+    if request_id is None:
+        await message.answer(t("open.usage", envelope.lang))
+        return
+    await envelope.send(c.ShowRequest, request_id=request_id)
 
 
 async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: Envelope) -> None:
@@ -220,6 +232,9 @@ def create_router() -> Router:
     router.message.register(my_requests, Command("my"))
     router.message.register(my_requests, F.text.in_(all_translations("menu.my")))
     router.message.register(queue, Command("queue"))
+    router.message.register(open_request, Command("r"))
+    # Outside any dialog only: "#2 is broken" may well be a title.
+    router.message.register(open_request, StateFilter(None), F.text.regexp(r"^\s*#\d+\s*$"))
     router.message.register(queue, F.text.in_(all_translations("menu.queue")))
     router.message.register(grant, Command("grant", "revoke"))
     router.message.register(staff, Command("staff"))

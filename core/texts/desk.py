@@ -103,6 +103,7 @@ EN: dict[str, str] = {
     # Refusals (the worker decides)
     "refused.not_allowed": "⛔ You are not allowed to do that.",
     "refused.not_found": "Request #{id} does not exist.",
+    "open.usage": "Which request? Send its number: #42 or /r 42.",
     "refused.unknown_action": "⛔ Unknown action.",
     "refused.reason_required": "A reason is required to reject a request.",
     "refused.reopen_window": "Request #{id} was closed more than {days} days ago; please create a new one.",
@@ -242,6 +243,7 @@ RU: dict[str, str] = {
     "staff.empty": "Ни у кого пока нет роли сотрудника или администратора.",
     "refused.not_allowed": "⛔ У вас нет прав на это действие.",
     "refused.not_found": "Заявки #{id} не существует.",
+    "open.usage": "Какая заявка? Отправьте её номер: #42 или /r 42.",
     "refused.unknown_action": "⛔ Неизвестное действие.",
     "refused.reason_required": "Чтобы отклонить заявку, нужна причина.",
     "refused.reopen_window": "Заявка #{id} закрыта больше {days} дн. назад; создайте новую.",

@@ -107,3 +107,27 @@ async def test_a_rate_limited_reply_is_retried_after_retry_after(
     messages = await asyncio.to_thread(sandbox.wait_messages, 2003, 1, 20)
     assert len(messages) == 1
     assert sandbox.stats()["rejected_429"] >= 1
+
+
+async def test_a_request_opens_by_its_number(sandbox: SandboxAPI) -> None:
+    settings = get_settings()
+    sent: list[object] = []
+
+    class Recorder(CommandQueue):
+        async def send(self, command: object) -> None:
+            sent.append(command)
+
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, Recorder("memory://"))
+    try:
+        for text in ("#12", "/r 7", " #3 ", "/r abc", "/r 0", "/r"):
+            sandbox.send_text(3004, text)
+        assert await feed_pending_updates(bot, dp) == 6
+    finally:
+        await bot.session.close()
+    assert [(type(s).__name__, getattr(s, "request_id", None)) for s in sent] == [
+        ("ShowRequest", 12),
+        ("ShowRequest", 7),
+        ("ShowRequest", 3),
+    ]
+    assert [m["text"] for m in sandbox.messages(3004)] == [t("open.usage", "en")] * 3
