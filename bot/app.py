@@ -124,6 +124,7 @@ async def _set_commands(bot: Bot) -> None:
                     "new",
                     "my",
                     "queue",
+                    "mine",
                     "report",
                     "export",
                     "forget_me",

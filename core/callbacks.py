@@ -44,6 +44,7 @@ class RequestCb(CallbackData, prefix="rq"):
 
 class ListKind(StrEnum):
     MY = "my"
+    MINE = "mine"  # staff: assigned to me
     QUEUE = "queue"
     STAFF = "staff"
 

@@ -152,6 +152,15 @@ class ShowMyRequests(Command):
     edit_message_id: int | None = None  # a page button edits the list in place
 
 
+class ShowMine(Command):
+    """/mine (staff): the requests assigned to the actor, open ones first."""
+
+    task_name = "commands.show_mine"
+    kind: Literal["show_mine"] = "show_mine"
+    page: Page = 0
+    edit_message_id: int | None = None
+
+
 class ShowQueue(Command):
     task_name = "commands.show_queue"
     kind: Literal["show_queue"] = "show_queue"

@@ -103,6 +103,17 @@ def my_requests(session: Session, author_id: int, page: int, size: int) -> Page[
     return page_of(session, query, page, size)
 
 
+def assigned_to(session: Session, user_id: int, page: int, size: int) -> Page[Request]:
+    """Requests assigned to `user_id`: open ones first, then the rest; newest first in each."""
+    still_open = case((Request.status.in_([s.value for s in OPEN_STATUSES]), 0), else_=1)
+    query = (
+        select(Request)
+        .where(Request.assignee_id == user_id)
+        .order_by(still_open, Request.id.desc())
+    )
+    return page_of(session, query, page, size)
+
+
 # --- SLA: the time within which an open request should be done, per priority ----------------
 # The clock starts at creation, restarts at reopening and at each escalation (which raises the
 # priority, so the new priority's SLA counts from then).

@@ -44,6 +44,11 @@ async def my_requests(message: Message, envelope: Envelope) -> None:
         await envelope.send(c.ShowMyRequests)
 
 
+async def mine(message: Message, envelope: Envelope) -> None:
+    if message.from_user:
+        await envelope.send(c.ShowMine)
+
+
 async def queue(message: Message, envelope: Envelope, command: CommandObject | None = None) -> None:
     if message.from_user:
         location = normalize(command.args or "")[: limits.LOCATION_MAX] if command else ""
@@ -70,6 +75,8 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
     page, edit = callback_data.page, message.message_id
     if callback_data.kind is ListKind.MY:
         await envelope.send(c.ShowMyRequests, page=page, edit_message_id=edit)
+    elif callback_data.kind is ListKind.MINE:
+        await envelope.send(c.ShowMine, page=page, edit_message_id=edit)
     elif callback_data.kind is ListKind.QUEUE and callback_data.status in ("", *Status):
         await envelope.send(
             c.ShowQueue,
@@ -233,6 +240,7 @@ def create_router() -> Router:
     router.message.register(my_requests, F.text.in_(all_translations("menu.my")))
     router.message.register(queue, Command("queue"))
     router.message.register(open_request, Command("r"))
+    router.message.register(mine, Command("mine"))
     # Outside any dialog only: "#2 is broken" may well be a title.
     router.message.register(open_request, StateFilter(None), F.text.regexp(r"^\s*#\d+\s*$"))
     router.message.register(queue, F.text.in_(all_translations("menu.queue")))

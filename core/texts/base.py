@@ -19,7 +19,7 @@ EN = {
         "/start: the main menu\n"
         "/help: this message\n"
         "/export: all your data as a file; /forget_me: erase it\n\n"
-        "<b>Staff</b>: /queue [place] open requests\n"
+        "<b>Staff</b>: /queue [place] open requests, /mine assigned to you\n"
         "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),
     "unknown": "I did not understand that. Send /help to see what I can do.",
@@ -52,7 +52,7 @@ RU = {
         "/start: главное меню\n"
         "/help: это сообщение\n"
         "/export: все ваши данные файлом; /forget_me: удалить их\n\n"
-        "<b>Сотрудникам</b>: /queue [место] открытые заявки\n"
+        "<b>Сотрудникам</b>: /queue [место] открытые заявки, /mine назначенные вам\n"
         "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]"
     ),
     "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",

@@ -424,3 +424,21 @@ def test_staff_list_is_paged_under_telegrams_limit(desk: Desk) -> None:
         seen += [line for line in message["text"].splitlines() if line.startswith("• ")]
     assert len(seen) == 303 and len(set(seen)) == 303  # the 300 and STAFF, STAFF2, ADMIN
     assert desk.buttons(desk.last(ADMIN)) == [ListCb(kind="staff", page=pages - 2).pack()]
+
+
+def test_mine_lists_what_is_assigned_to_the_staff_member_open_first(desk: Desk) -> None:
+    done, still_open, others = desk.create(), desk.create(), desk.create()
+    for rid in (done, still_open):
+        desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)
+    desk.run(c.TransitionRequest, STAFF2, request_id=others, action=Action.ACCEPT)
+    for action in (Action.START, Action.DONE):
+        desk.run(c.TransitionRequest, STAFF, request_id=done, action=action)
+    desk.run(c.ShowMine, STAFF)
+    listed = desk.last(STAFF)
+    assert listed["text"].startswith("Assigned to you")
+    opened = [b for b in desk.buttons(listed) if b.startswith("rq:open:")]
+    assert opened == [f"rq:open:{still_open}:", f"rq:open:{done}:"]
+    desk.run(c.ShowMine, ADMIN)
+    assert desk.texts(ADMIN)[-1] == t("mine.empty", "en")
+    desk.run(c.ShowMine, RESIDENT)
+    assert desk.texts(RESIDENT)[-1] == t("refused.not_allowed", "en")

@@ -17,6 +17,7 @@ from core.commands import (
     RateRequest,
     SetRole,
     ShowAssignees,
+    ShowMine,
     ShowMyRequests,
     ShowQueue,
     ShowRequest,
@@ -90,6 +91,21 @@ def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies
     text = t("my.title", ctx.lang, page=page.number + 1, pages=page.pages)
     keyboard = render.list_keyboard(
         page.rows, ctx.lang, kind=ListKind.MY, page=page.number, pages=page.pages
+    )
+    _show_list(ctx, text, keyboard, command.edit_message_id)
+
+
+def show_mine(session: Session, command: ShowMine, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if not require_staff(ctx):
+        return
+    page = q.assigned_to(session, ctx.actor.id, command.page, render.PAGE_SIZE)
+    if page.total == 0:
+        ctx.reply("mine.empty")
+        return
+    text = t("mine.title", ctx.lang, page=page.number + 1, pages=page.pages)
+    keyboard = render.list_keyboard(
+        page.rows, ctx.lang, kind=ListKind.MINE, page=page.number, pages=page.pages
     )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
