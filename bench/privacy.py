@@ -52,6 +52,8 @@ STRATEGY FILE_COPY: the erasure never touches the base), then:
    waiting on a lock and who blocks them. A process of its own drives the commands that do
    touch his rows, one per `--near-interval` (a resident commenting on a request he is
    assigned to: the notice to him; staff commenting on his request): reported apart ("near").
+   It stops at the first failed attempt, so that the retry is measured with the others'
+   traffic alone.
 3. What is left of him: his Telegram id in any integer column and his names in any text, JSON
    or binary column of every table, found with SQL, and how many of those rows were created
    by transactions that began after the erasure did.
@@ -732,6 +734,7 @@ def erasure_worker(pipe: Connection, url: str, telegram_id: int, mode: str) -> N
                     f"attempt {attempt + 1} failed after {time.monotonic() - begin:.2f} s: "
                     + " | ".join(lines[:4])
                 )
+                pipe.send({"failed": failures[-1]})
         time.sleep(1.0)
     event.remove(engine, "before_cursor_execute", before)
     event.remove(engine, "after_cursor_execute", after)
@@ -1045,6 +1048,7 @@ def print_table(title: str, head: list[str], rows: list[list[str]], right: int =
     for row in rows:
         table.add_row(*row)
     Console(width=170, highlight=False, soft_wrap=False).print(table)
+    sys.stdout.flush()
 
 
 def ratio(measured: float, target: float) -> str:
@@ -1193,6 +1197,7 @@ def erase_with_traffic(
         for k in range(args.threads)
     ]
     threads.append(threading.Thread(target=sample_locks, args=(info, traffic), daemon=True))
+    near_stopped = False
     try:
         for thread in threads:
             thread.start()
@@ -1202,13 +1207,19 @@ def erase_with_traffic(
         time.sleep(args.around)
         print(f"load average before the erasure: {load()}", flush=True)
         pipe.send("go")
-        erased = Erased(**pipe.recv())
+        while "failed" in (message := pipe.recv()):
+            print(f"erasure (with traffic): {message['failed']}", flush=True)
+            if not near_stopped:  # the retries run with the others' traffic alone
+                near_ours.send("stop")
+                near_stopped = True
+        erased = Erased(**message)
         if math.isnan(erased.committed):
             erased.committed_or_gave_up = time.monotonic()
         time.sleep(args.around)
     finally:
         traffic.stop.set()
-        near_ours.send("stop")
+        if not near_stopped:
+            near_ours.send("stop")
         for thread in threads:
             thread.join(30)
         if near_ours.poll(30):

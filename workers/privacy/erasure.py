@@ -23,7 +23,18 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -215,24 +226,32 @@ def _pattern(names: Iterable[str]) -> re.Pattern[str] | None:
 
 
 def _scrub_mentions(session: Session, own: Any, names: list[str]) -> int:
-    """Comments and notes of other people on the user's requests that name them."""
+    """Comments and notes of other people on the user's requests that name them: candidates
+    found in SQL (ILIKE), the names replaced here, written back in one executemany a table
+    (bench/privacy.py: a statement per row cost 20 s for 3,600 mentions)."""
     pattern = _pattern(names)
     if pattern is None:
         return 0
     touched = 0
     for model, column in ((Comment, Comment.text), (RequestEvent, RequestEvent.note)):
-        rows = session.execute(
-            select(model.id, column).where(model.request_id.in_(own), column.is_not(None))
-        ).all()
-        for row_id, text in rows:
-            if text is None:
-                continue
-            scrubbed = pattern.sub(ERASED_NAME, text)
-            if scrubbed != text:
-                session.execute(
-                    update(model).where(model.id == row_id).values({column.key: scrubbed})
-                )
-                touched += 1
+        mentions = or_(*(column.icontains(name, autoescape=True) for name in names))
+        changed = [
+            {"row_id": row_id, "scrubbed": scrubbed}
+            for row_id, text in session.execute(
+                select(model.id, column).where(model.request_id.in_(own), mentions)
+            )
+            if text is not None and (scrubbed := pattern.sub(ERASED_NAME, text)) != text
+        ]
+        if changed:
+            table: Table = model.__table__  # type: ignore[assignment]
+            # Core's executemany (the ORM would take a list of rows as a bulk by primary key).
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({column.key: bindparam("scrubbed")}),
+                changed,
+            )
+        touched += len(changed)
     return touched
 
 
