@@ -159,8 +159,17 @@ class RequestEvent(Base):
     """History: who did what to a request, when, with what note."""
 
     __tablename__ = "request_events"
-    # Reports count transitions by period and kind.
-    __table_args__ = (Index(None, "created_at", "action"),)
+    __table_args__ = (
+        # Reports count transitions by period and kind.
+        Index(None, "created_at", "action"),
+        # An erasure clears the notes its user wrote, a few among all their events.
+        Index(
+            "ix_request_events_actor_id_noted",
+            "actor_id",
+            postgresql_where=sql_text("note IS NOT NULL"),
+            sqlite_where=sql_text("note IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(
@@ -284,7 +293,11 @@ class JobRun(Base):
 
 
 class ErasureAudit(Base):
-    """That an erasure ran, when, and how many rows it touched; no personal data."""
+    """That an erasure ran, when, and how many rows it touched; no personal data once finished.
+
+    An erasure unlinks the identity at once (`erased_at`), then scrubs what is left in short
+    steps (workers.privacy.erasure): until `finished_at`, `pending` holds what those steps need
+    (the names to look for, the chat to tell, how far they got) and nothing after."""
 
     __tablename__ = "erasure_audit"
     __table_args__ = (
@@ -298,6 +311,12 @@ class ErasureAudit(Base):
     reason: Mapped[str] = mapped_column(String(16), default="self")  # self | admin
     mode: Mapped[str] = mapped_column(String(16), default="anonymize")
     counts: Mapped[dict[str, int]] = mapped_column(Json)
+    # The anonymous profile whose rows are being scrubbed (no identifier of anyone).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The last step's commit: an unfinished erasure left without progress is resumed.
+    progress_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    pending: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class DeadLetter(Base):

@@ -23,6 +23,7 @@ TASK_MODULES = (
     "workers.notification_tasks",
     "workers.maintenance_tasks",
     "workers.report_tasks",
+    "workers.privacy_tasks",
 )
 
 # Scheduled jobs: the setting SCHEDULE_<JOB> says when (see core.schedules) -> the task.

@@ -6,6 +6,7 @@ from db.session import session_scope
 from workers import outbox
 from workers.app import app, send_signatures
 from workers.broadcasts import engine
+from workers.privacy import erasure
 from workers.redelivery import CappedTask
 from workers.upkeep import consistency, consistency_notice, escalation, orphans, retention
 from workers.upkeep.jobs import run_job
@@ -17,9 +18,10 @@ RELAY_BUDGET_S = 15.0
 
 @app.task(name="maintenance.relay_outbox", base=CappedTask)
 def relay_outbox() -> dict[str, int]:
-    """Send rows left pending (a worker died between commit and send, or a retry is due), and
-    restart broadcasts whose drains stopped. Rows and broadcasts are claimed with SKIP LOCKED;
-    a second run while one is going exits at once."""
+    """Send rows left pending (a worker died between commit and send, or a retry is due),
+    restart broadcasts whose drains stopped, and resume erasures whose steps stopped. Rows,
+    broadcasts and erasures are claimed with SKIP LOCKED; a second run while one is going exits
+    at once."""
     return run_job("maintenance.relay_outbox", _relay)
 
 
@@ -28,12 +30,16 @@ def _relay() -> dict[str, int]:
         released = outbox.release_expired_leases(session)
         ids = outbox.due_ids(session, limit=RELAY_BATCH)
         restart = engine.claim_stalled(session)
+        resume = erasure.stalled(session)
     send_signatures(sig for b in restart for sig in engine.drain_signatures(b))
+    send_signatures(erasure.scrub_signature(audit_id) for audit_id in resume)
     counts = outbox.deliver(ids, budget_s=RELAY_BUDGET_S).counts
     if restart:
         counts["broadcasts_restarted"] = len(restart)
     if released:
         counts["leases_released"] = released
+    if resume:
+        counts["erasures_resumed"] = len(resume)
     return counts
 
 

@@ -283,12 +283,22 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
         ).one_or_none()
         if row is None:
             return None  # sent already, not due, or another worker has it
+        if row.user_id is not None and _erased(session, row.user_id):
+            # Written by a command that raced its recipient's erasure (it had read their chat
+            # id before): never sent.
+            session.delete(row)
+            log.info("outbox.dropped_for_erased_user", outbox_id=row.id)
+            return None
         lease = timedelta(seconds=get_settings().outbox_lease_seconds)
         row.state, row.next_attempt_at = OutboxState.SENDING, now() + lease
         row.attempts += 1
         session.flush()
         session.expunge(row)
     return row
+
+
+def _erased(session: Session, user_id: int) -> bool:
+    return session.scalar(select(User.erased_at).where(User.id == user_id)) is not None
 
 
 # A 429 that did not say how long to wait: everyone pauses this long.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,12 @@ def _erase(args: argparse.Namespace) -> int:
 
     from core.domain import ErasureMode, ErasureReason
     from core.settings import get_settings
-    from core.texts import t
-    from db.models import User
+    from db.models import ErasureAudit, User
     from db.session import session_scope
-    from workers import outbox, uploads
+    from workers import outbox
     from workers.outbox import Replies
-    from workers.privacy.erasure import erase
+    from workers.privacy import erasure
+    from workers.privacy.handlers import erase_then_tell
 
     mode = ErasureMode(get_settings().erasure_mode)
     if not args.yes and not Confirm.ask(
@@ -87,18 +88,26 @@ def _erase(args: argparse.Namespace) -> int:
         return 1
     with session_scope() as session:
         user = session.scalars(select(User).where(User.telegram_id == args.telegram_id)).first()
-        lang = user.language if user is not None else None
-        counts = erase(session, args.telegram_id, reason=ErasureReason.ADMIN, mode=mode)
-        ids: list[int] = []
-        if lang is not None:
-            replies = Replies.for_job(session, f"erasure:{uuid.uuid4()}")
-            replies.message(
-                args.telegram_id, t("privacy.erased", lang), **{uploads.FORGET_AFTER_SEND: True}
-            )
-            session.flush()
-            ids = [row.id for row in replies.rows]
-    if ids:
-        outbox.deliver(ids)
+        tell = (args.telegram_id, user.language) if user is not None else None
+        replies = Replies.for_job(session, f"erasure:{uuid.uuid4()}")
+        audit = erase_then_tell(session, replies, args.telegram_id, ErasureReason.ADMIN, tell)
+        session.flush()
+        audit_id, ids = audit.id, [row.id for row in replies.rows]
+    outbox.deliver(ids)
+    # The steps here, in this process (a worker's task would do the same).
+    with err.status("scrubbing") as status:
+        while True:
+            with session_scope() as session:
+                step = erasure.scrub_step(session, audit_id)
+                pending = session.get(ErasureAudit, audit_id).pending  # type: ignore[union-attr]
+            if step.done:
+                outbox.deliver(step.deliver)
+                break
+            if pending is not None:
+                touched = sum(pending["counts"].values())
+                status.update(f"scrubbing: {pending['stage']}, {touched:,} rows so far")
+    with session_scope() as session:
+        counts = session.get(ErasureAudit, audit_id).counts  # type: ignore[union-attr]
     table = Table(title=f"Erased {args.telegram_id} ({mode.value})", title_justify="left")
     table.add_column("kind")
     table.add_column("rows", justify="right")
@@ -117,7 +126,7 @@ def _audit(_: argparse.Namespace) -> int:
     from db.session import session_scope
 
     table = Table(title="Erasures", title_justify="left")
-    for column in ("id", "erased at (UTC)", "reason", "mode", "rows touched"):
+    for column in ("id", "erased at (UTC)", "finished", "reason", "mode", "rows touched"):
         table.add_column(column)
     with session_scope() as session:
         for row in session.scalars(select(ErasureAudit).order_by(ErasureAudit.id)):
@@ -125,9 +134,17 @@ def _audit(_: argparse.Namespace) -> int:
             table.add_row(
                 str(row.id),
                 row.erased_at.strftime("%Y-%m-%d %H:%M:%S"),
+                _finished(row.erased_at, row.finished_at),
                 row.reason,
                 row.mode,
                 touched or "nothing",
             )
     out.print(table)
     return 0
+
+
+def _finished(erased_at: datetime, finished_at: datetime | None) -> str:
+    """How long after the unlinking its last step committed ("scrubbing": not yet)."""
+    if finished_at is None:
+        return "scrubbing"
+    return f"+{(finished_at - erased_at).total_seconds():.1f} s"

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 from core import commands as c
 from core.clock import now
 from core.domain import ErasureMode, ErasureReason
-from db.models import Comment, DeadLetter, Request, User
+from db.models import Comment, DeadLetter, ErasureAudit, Request, User
 from db.session import session_scope
 from tests.support.pii import scan_database
 from workers.command_runner import apply_command
 from workers.commands import HANDLERS
-from workers.privacy.erasure import erase
+from workers.privacy.erasure import unlink
+from workers.privacy_tasks import scrub_until_done
 
 ZQ = 987654321
 PROFILE = {"username": "zqerased", "first_name": "Zeldarine", "last_name": "Quixotova"}
@@ -47,9 +48,17 @@ def request_id(pg: Engine) -> Iterator[int]:
         yield int(s.scalars(select(Request.id)).one())
 
 
-def _erase() -> None:
+def _erase(telegram_id: int = ZQ) -> dict[str, int]:
+    """Step one, then the steps after it to the end, as /forget_me and privacy.scrub do."""
     with session_scope() as session:
-        erase(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+        audit_id = unlink(
+            session, telegram_id, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE
+        ).id
+    assert scrub_until_done(audit_id, budget_s=None)
+    with session_scope() as session:
+        audit = session.get(ErasureAudit, audit_id)
+        assert audit is not None and audit.finished_at is not None
+        return audit.counts
 
 
 def test_a_command_holding_the_profile_commits_first_and_is_erased(
@@ -92,9 +101,11 @@ def test_a_command_that_waited_for_the_erasure_restores_nothing(
 
     def erase_slowly() -> None:
         with session_scope() as session:
-            erase(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+            audit = unlink(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+            audit_id = audit.id
             holding.set()
             release.wait(10)  # the commands arrive while the erasure holds the profile
+        scrub_until_done(audit_id, budget_s=None)
 
     eraser = threading.Thread(target=erase_slowly)
     eraser.start()
@@ -132,9 +143,7 @@ def test_dead_letters_of_the_user_go_and_malformed_ones_do_not_break_it(pg: Engi
                 )
             )
         s.commit()
-    with session_scope() as session:
-        counts = erase(session, big, reason=ErasureReason.ADMIN, mode=ErasureMode.ANONYMIZE)
-    assert counts["dead_letters"] == 1
+    assert _erase(big)["dead_letters"] == 1
     with Session(pg) as s:
         left = [d.command["actor"] for d in s.scalars(select(DeadLetter).order_by(DeadLetter.id))]
     assert left == [{"user_id": "abc"}, {"user_id": ZQ}, "not a dict"]

@@ -314,3 +314,90 @@ def test_an_export_that_cannot_be_delivered_is_not_kept(desk: Desk) -> None:
     with Session(desk.engine) as s:
         assert not s.scalars(select(Outbox).where(Outbox.method == "sendDocument")).all()
         assert not s.scalars(select(GeneratedFile)).all()
+
+
+def test_step_one_unlinks_at_once_and_a_lost_scrub_is_resumed_by_the_relay(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row a step: a scrub task lost after a few steps (its worker died) leaves durable
+    progress; the relay resumes it once it has stalled; the user is told once, at the end."""
+    from workers import maintenance_tasks, privacy_tasks
+    from workers.privacy import erasure
+
+    ids = _seed(desk, get_settings().var_dir)
+    monkeypatch.setattr(erasure, "REQUESTS_PER_STEP", 1)
+    monkeypatch.setattr(erasure, "ROWS_PER_STEP", 1)
+    lost: list[Any] = []
+    monkeypatch.setattr(
+        "workers.command_tasks.send_signatures",
+        lambda sigs: lost.extend(s for s in sigs if s is not None),
+    )
+    told_before = desk.texts(ZQ).count(t("privacy.erased", "en"))
+    zq(desk, c.EraseMe)
+    (scrub,) = [s for s in lost if s.task == erasure.SCRUB_TASK]
+    audit_id = scrub.args[0]
+    with Session(desk.engine) as s:
+        # Nothing identifies them any more, though their requests' words are still there.
+        assert s.scalars(select(User).where(User.telegram_id == ZQ)).first() is None
+        assert not s.scalars(select(Outbox).where(Outbox.chat_id == ZQ)).all()
+        first = s.get(Request, ids["first"])
+        assert first is not None and first.title == "xylophone-7731 fell"
+        audit = s.get(ErasureAudit, audit_id)
+        assert audit is not None and audit.finished_at is None and audit.erased_at is not None
+    for _ in range(3):  # a worker's first steps, then it died
+        with Session(desk.engine) as s, s.begin():
+            assert not erasure.scrub_step(s, audit_id).done
+    resumed: list[Any] = []
+    monkeypatch.setattr(
+        maintenance_tasks, "send_signatures", lambda sigs: resumed.extend(s for s in sigs if s)
+    )
+    maintenance_tasks.relay_outbox()
+    assert not [s for s in resumed if s.task == erasure.SCRUB_TASK]  # still progressing
+    with Session(desk.engine) as s, s.begin():
+        audit = s.get(ErasureAudit, audit_id)
+        assert audit is not None and audit.progress_at is not None
+        audit.progress_at -= erasure.STALLED_AFTER
+    maintenance_tasks.relay_outbox()
+    (again,) = [s for s in resumed if s.task == erasure.SCRUB_TASK]
+    assert privacy_tasks.scrub_until_done(again.args[0], budget_s=None)
+    assert desk.texts(ZQ).count(t("privacy.erased", "en")) == told_before + 1
+    assert desk.texts(ZQ)[-1] == t("privacy.erased", "en")
+    assert scan_database(desk.engine, NEEDLES, ZQ) == []
+    with Session(desk.engine) as s:
+        audit = s.get(ErasureAudit, audit_id)
+        assert audit is not None and audit.finished_at is not None and audit.pending is None
+        assert audit.counts["comments"] == 2 and audit.counts["requests"] == 2
+    # Steps after the end change nothing and tell no one again.
+    assert privacy_tasks.scrub_until_done(audit_id, budget_s=None)
+    assert desk.texts(ZQ).count(t("privacy.erased", "en")) == told_before + 1
+
+
+def test_a_notice_written_by_a_command_racing_the_erasure_is_never_sent(desk: Desk) -> None:
+    """A staff command that read the user's chat id before the erasure and committed after it
+    leaves a notice to them: the sender drops it."""
+    from workers import outbox
+
+    _seed(desk, get_settings().var_dir)
+    with Session(desk.engine) as s:
+        uid = s.scalars(select(User.id).where(User.telegram_id == ZQ)).one()
+    zq(desk, c.EraseMe)
+    sent = len(desk.sandbox.messages(ZQ))
+    with Session(desk.engine) as s, s.begin():
+        late = Outbox(
+            dedupe_key="late-notice",
+            chat_id=ZQ,
+            user_id=uid,
+            method="sendMessage",
+            payload={"chat_id": ZQ, "text": "Zeldarine, your request #1 was accepted"},
+            state="pending",
+            attempts=0,
+            next_attempt_at=now(),
+        )
+        s.add(late)
+        s.flush()
+        late_id = late.id
+    report = outbox.deliver([late_id])
+    assert report.counts == {"skipped": 1}
+    assert len(desk.sandbox.messages(ZQ)) == sent
+    with Session(desk.engine) as s:
+        assert s.get(Outbox, late_id) is None

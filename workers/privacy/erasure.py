@@ -1,17 +1,29 @@
-"""Erasure (GDPR Art. 17): everything that identifies a user, gone in one transaction.
+"""Erasure (GDPR Art. 17): the identity unlinked at once, then everything else scrubbed in
+short steps.
 
-Erased: the profile's identity (Telegram id, username, names, language), the free text (title,
-description, place) and files of their requests, their comments, the free-text notes they wrote
-in histories, every outbox row to them, caused by them or about their requests (payloads quote
-names and texts), the text of broadcasts they wrote, dead letters of their commands, exports
-made for them, and their dialog state, drafts and recent places (Redis or var/dialogs.sqlite3).
-Where other people's rows on their requests name them (a staff comment "@ann, ..."), the name
-reads "erased user".
+Step one, `unlink`, runs in the command's transaction and touches a handful of rows whatever
+the user's history: the profile's identity (Telegram id, username, names, language), every
+outbox row to their chat, dead letters of their commands, their broadcasts' text, their exports,
+their dialog state, drafts and recent places (Redis or var/dialogs.sqlite3). From its commit
+nothing left can be linked to them, and a command of theirs issued before it is dropped
+(db.users.upsert_user).
+
+Then `scrub_step`, each call one short transaction of bounded size, run by the `privacy.scrub`
+task until done: the free text (title, description, place) and files of their requests, their
+comments, the free-text notes they wrote in histories, outbox rows caused by them or about their
+requests (payloads quote names and texts), report files naming them; where other people's rows
+on their requests name them (a staff comment "@ann, ..."), the name reads "erased user". Only
+then is the user told, the last message they get. One transaction for a user with 10,000
+requests held thousands of rows locked for 30 s and deadlocked with staff commenting on their
+requests (bench/privacy.py); short steps lock a batch for milliseconds and never hold the
+profile. Their progress is durable: a crashed worker's step is redone by the next delivery, and
+an erasure left without progress is resumed by the relay (`stalled`).
 
 Kept: request skeletons (status, priority, timestamps), linked to the anonymous profile row
 (it has no identifier left) so reports and staff still see that they existed. ERASURE_MODE=
 delete removes the requests with everything under them instead. An `erasure_audit` row says
-that it ran, when, why and how many rows of each kind it touched, with nothing personal.
+that it ran, when, why and how many rows of each kind it touched, with nothing personal once
+finished (until then its `pending` holds the names to look for and the chat to tell).
 
 Run it again and it finds nothing: the profile no longer has the Telegram id to find it by.
 """
@@ -21,8 +33,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from celery import Signature, signature
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
@@ -36,16 +51,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.clock import now
 from core.domain import ERASED_TEXT, ErasureMode, ErasureReason, EventAction
 from core.logging import get_logger
 from core.roles import Role
 from core.states import BroadcastState
-from core.texts import DEFAULT_LANGUAGE
+from core.texts import DEFAULT_LANGUAGE, t
 from db.models import (
     Attachment,
+    Base,
     Broadcast,
     Comment,
     DeadLetter,
@@ -56,6 +72,8 @@ from db.models import (
     RequestEvent,
     User,
 )
+from workers import uploads
+from workers.outbox import Replies
 from workers.privacy import dialogs
 
 log = get_logger(__name__)
@@ -72,6 +90,14 @@ ERASED_NAME = "erased user"
 # Names shorter than this are not looked for in other people's words ("Al" is in "Alarm").
 _MIN_NAME = 3
 EXPORT_KEY_PREFIX = "export"
+# A step's size: ~0.1-0.3 s of work on a 1M-request site (bench/privacy.py).
+REQUESTS_PER_STEP = 500
+ROWS_PER_STEP = 5000
+# An unfinished erasure with no progress for this long lost its task: the relay resumes it.
+STALLED_AFTER = timedelta(minutes=2)
+SCRUB_TASK = "privacy.scrub"
+# The steps' stages, in order.
+_STAGES = ("requests", "comments", "notes", "outbox", "rest")
 
 
 def export_key_prefix(user_id: int) -> str:
@@ -79,16 +105,24 @@ def export_key_prefix(user_id: int) -> str:
     return f"{EXPORT_KEY_PREFIX}:{user_id}:"
 
 
-def erase(
+def scrub_signature(audit_id: int) -> Signature:
+    """The task that scrubs erasure `audit_id` to the end (workers.privacy_tasks)."""
+    return signature(SCRUB_TASK, args=(audit_id,))
+
+
+def unlink(
     session: Session,
     telegram_id: int,
     *,
     reason: ErasureReason,
     mode: ErasureMode,
-) -> dict[str, int]:
-    """Erase the user with `telegram_id` in the caller's transaction; the counts of rows
-    touched by kind (also in the audit row). Dialog keys go too (not transactional: a retry
-    of a failed transaction deletes nothing more)."""
+    tell: tuple[int, str] | None = None,
+) -> ErasureAudit:
+    """Step one, in the caller's transaction: the user with `telegram_id` can no longer be
+    identified, and their audit row says what is left to scrub (`pending`; None when nothing
+    is: a user never seen, or erased before). `tell` is (chat id, language) of the message
+    "your data is erased", sent by the last step. Dialog keys go too (not transactional: a
+    retry of a failed transaction deletes nothing more)."""
     counts: Counter[str] = Counter()
     # FOR UPDATE: a command of theirs in flight holds the row FOR KEY SHARE (db.users) and
     # commits first; one that comes after finds no profile.
@@ -97,76 +131,46 @@ def erase(
     ).one_or_none()
     counts["outbox"] = _rowcount(session, delete(Outbox).where(Outbox.chat_id == telegram_id))
     counts["dead_letters"] = _erase_dead_letters(session, telegram_id)
+    pending: dict[str, Any] | None = None
     if user is not None:
-        _erase_user_rows(session, user, mode, counts)
+        pending = {
+            "names": _names(user),
+            "was_staff": _was_staff(session, user),
+            "stage": _STAGES[0],
+            "cursor": 0,
+            "counts": {},
+            "tell": list(tell) if tell is not None else None,
+        }
+        _unlink_user(session, user, counts)
     counts["dialog_keys"] = dialogs.forget(telegram_id)
-    session.add(
-        ErasureAudit(
-            # The worker's clock at the end, not the transaction's start: a command issued
-            # while this ran is one from before the erasure (see db.users.upsert_user).
-            erased_at=now(),
-            reason=reason.value,
-            mode=mode.value,
-            counts={k: v for k, v in sorted(counts.items())},
-        )
+    at = now()
+    audit = ErasureAudit(
+        # The worker's clock at the end, not the transaction's start: a command issued
+        # while this ran is one from before the erasure (see db.users.upsert_user).
+        erased_at=at,
+        reason=reason.value,
+        mode=mode.value,
+        counts={k: v for k, v in sorted(counts.items())},
+        user_id=user.id if user is not None else None,
+        pending=pending,
+        progress_at=at,
+        finished_at=None if pending is not None else at,
     )
+    session.add(audit)
     session.flush()
-    log.info("privacy.erased", reason=reason.value, mode=mode.value, **counts)
-    return dict(counts)
+    log.info("privacy.unlinked", erasure=audit.id, reason=reason.value, mode=mode.value, **counts)
+    return audit
 
 
-def _erase_user_rows(session: Session, user: User, mode: ErasureMode, counts: Counter[str]) -> None:
+def _unlink_user(session: Session, user: User, counts: Counter[str]) -> None:
     uid = user.id
-    names = _names(user)
-    own = select(Request.id).where(Request.author_id == uid).scalar_subquery()
-    theirs = select(Broadcast.id).where(Broadcast.author_id == uid).scalar_subquery()
-    # One statement per link, each on its index (an OR of them scans the whole outbox).
-    for link in (
-        Outbox.user_id == uid,
-        Outbox.actor_id == uid,
-        Outbox.request_id.in_(own),
-        Outbox.batch_id.in_(theirs),
-    ):
-        counts["outbox"] += _rowcount(session, delete(Outbox).where(link))
-    counts["comments"] = _rowcount(session, delete(Comment).where(Comment.author_id == uid))
-    counts["notes"] = _rowcount(
-        session,
-        update(RequestEvent)
-        .where(
-            RequestEvent.actor_id == uid,
-            RequestEvent.note.is_not(None),
-            RequestEvent.action.not_in(_STRUCTURED_NOTES),
-        )
-        .values(note=None),
-    )
-    if mode is ErasureMode.DELETE:
-        # Children first: SQLite enforces the cascades only with foreign keys on.
-        for model in (Attachment, Comment, RequestEvent):
-            counts[f"deleted_{model.__tablename__}"] = _rowcount(
-                session, delete(model).where(model.request_id.in_(own))
-            )
-        counts["deleted_requests"] = _rowcount(
-            session, delete(Request).where(Request.author_id == uid)
-        )
-    else:
-        counts["attachments"] = _rowcount(
-            session, delete(Attachment).where(Attachment.request_id.in_(own))
-        )
-        counts["requests"] = _rowcount(
-            session,
-            update(Request)
-            .where(Request.author_id == uid)
-            .values(title=ERASED_TEXT, description=ERASED_TEXT, location=ERASED_TEXT),
-        )
-        # Other people's words on their requests that name them.
-        counts["mentions"] = _scrub_mentions(session, own, names)
     counts["broadcasts"] = _rowcount(
         session,
         update(Broadcast)
         .where(Broadcast.author_id == uid)
         .values(text=ERASED_TEXT, progress_chat_id=None, progress_message_id=None),
     )
-    # One still being sent has lost its rows above; a draft cannot be confirmed any more.
+    # One still being sent stops (its rows go in a later step); a draft cannot be confirmed.
     session.execute(
         update(Broadcast)
         .where(
@@ -175,8 +179,10 @@ def _erase_user_rows(session: Session, user: User, mode: ErasureMode, counts: Co
         )
         .values(state=BroadcastState.CANCELLED, finished_at=now())
     )
-    counts["files"] = _erase_files(session, user, names)
-    counts["mentions"] += _scrub_notices(session, uid, names)
+    counts["files"] = _rowcount(
+        session,
+        delete(GeneratedFile).where(GeneratedFile.key.startswith(export_key_prefix(uid))),
+    )
     user.telegram_id = None
     user.username = None
     user.first_name = None
@@ -186,6 +192,164 @@ def _erase_user_rows(session: Session, user: User, mode: ErasureMode, counts: Co
     user.reachable = False
     user.erased_at = now()
     counts["profile"] = 1
+
+
+@dataclass
+class Step:
+    """What one step did: `done` once the erasure is finished; `deliver`: the outbox rows to
+    send after commit (the message to the user)."""
+
+    done: bool
+    deliver: list[int] = field(default_factory=list)
+
+
+def scrub_step(session: Session, audit_id: int) -> Step:
+    """One bounded step of erasure `audit_id`, in the caller's transaction. The audit row is
+    locked meanwhile: two tasks on one erasure take turns, each going on from where the
+    other's commit left it."""
+    audit = session.get(ErasureAudit, audit_id, with_for_update=True)
+    if audit is None or audit.finished_at is not None or audit.pending is None:
+        return Step(done=True)
+    work = dict(audit.pending)
+    counts: Counter[str] = Counter(work["counts"])
+    uid = audit.user_id
+    stage = work["stage"] if uid is not None else "rest"
+    if stage == "rest":
+        return _finish(session, audit, work, counts)
+    assert uid is not None
+    if stage == "requests":
+        ids = list(
+            session.scalars(
+                select(Request.id)
+                .where(Request.author_id == uid, Request.id > work["cursor"])
+                .order_by(Request.id)
+                .limit(REQUESTS_PER_STEP)
+            )
+        )
+        if ids:
+            _scrub_requests(session, ids, ErasureMode(audit.mode), work["names"], counts)
+            work["cursor"] = ids[-1]
+        more = len(ids) == REQUESTS_PER_STEP
+    elif stage == "comments":
+        n = _delete_some(session, Comment, Comment.author_id == uid)
+        counts["comments"] += n
+        more = n == ROWS_PER_STEP
+    elif stage == "notes":
+        n = _clear_some_notes(session, uid)
+        counts["notes"] += n
+        more = n == ROWS_PER_STEP
+    else:  # outbox: rows their actions wrote, to them as a user, their broadcasts' rows
+        theirs = select(Broadcast.id).where(Broadcast.author_id == uid).scalar_subquery()
+        n = 0
+        for link in (Outbox.user_id == uid, Outbox.actor_id == uid, Outbox.batch_id.in_(theirs)):
+            n += _delete_some(session, Outbox, link)
+        counts["outbox"] += n
+        more = n > 0
+    if not more:
+        work["stage"] = _STAGES[_STAGES.index(stage) + 1]
+    work["counts"] = dict(counts)
+    audit.pending = work
+    audit.progress_at = now()
+    return Step(done=False)
+
+
+def _finish(
+    session: Session, audit: ErasureAudit, work: dict[str, Any], counts: Counter[str]
+) -> Step:
+    names: list[str] = work["names"]
+    if audit.user_id is not None:
+        counts["mentions"] += _scrub_notices(session, audit.user_id, names)
+        # Rows a command of theirs in flight wrote while step one ran.
+        for link in (Outbox.user_id == audit.user_id, Outbox.actor_id == audit.user_id):
+            counts["outbox"] += _rowcount(session, delete(Outbox).where(link))
+    if work.get("was_staff"):
+        counts["files"] += _erase_report_files(session, names)
+    total = Counter(audit.counts)
+    total.update(counts)
+    audit.counts = {k: v for k, v in sorted(total.items())}
+    audit.pending = None
+    audit.finished_at = audit.progress_at = now()
+    deliver: list[int] = []
+    if work.get("tell"):
+        chat_id, lang = work["tell"]
+        replies = Replies.for_job(session, f"erasure:{audit.id}")
+        # The last message: linked to no one, and gone once sent (it holds their chat id).
+        replies.message(chat_id, t("privacy.erased", lang), **{uploads.FORGET_AFTER_SEND: True})
+        session.flush()
+        deliver = [row.id for row in replies.rows]
+    session.flush()
+    log.info("privacy.erased", erasure=audit.id, reason=audit.reason, mode=audit.mode, **total)
+    return Step(done=True, deliver=deliver)
+
+
+def stalled(session: Session) -> list[int]:
+    """Unfinished erasures without progress for STALLED_AFTER (their task was lost): marked as
+    progressing again, so that the next look does not hand them out twice."""
+    ids = list(
+        session.scalars(
+            select(ErasureAudit.id)
+            .where(
+                ErasureAudit.finished_at.is_(None),
+                ErasureAudit.progress_at < now() - STALLED_AFTER,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(ErasureAudit).where(ErasureAudit.id.in_(ids)).values(progress_at=now())
+        )
+    return ids
+
+
+def _scrub_requests(
+    session: Session, ids: list[int], mode: ErasureMode, names: list[str], counts: Counter[str]
+) -> None:
+    """A batch of their own requests: the rows under them, their text, others' mentions."""
+    # Notices about them quote their text and the author's name.
+    counts["outbox"] += _rowcount(session, delete(Outbox).where(Outbox.request_id.in_(ids)))
+    if mode is ErasureMode.DELETE:
+        # Children first: SQLite enforces the cascades only with foreign keys on.
+        for model in (Attachment, Comment, RequestEvent):
+            counts[f"deleted_{model.__tablename__}"] += _rowcount(
+                session, delete(model).where(model.request_id.in_(ids))
+            )
+        counts["deleted_requests"] += _rowcount(session, delete(Request).where(Request.id.in_(ids)))
+        return
+    counts["attachments"] += _rowcount(
+        session, delete(Attachment).where(Attachment.request_id.in_(ids))
+    )
+    counts["requests"] += _rowcount(
+        session,
+        update(Request)
+        .where(Request.id.in_(ids))
+        .values(title=ERASED_TEXT, description=ERASED_TEXT, location=ERASED_TEXT),
+    )
+    counts["mentions"] += _scrub_mentions(session, ids, names)
+
+
+def _delete_some(session: Session, model: type[Base], where: ColumnElement[bool]) -> int:
+    """Up to ROWS_PER_STEP rows of `model` matching `where`, deleted."""
+    pk: InstrumentedAttribute[int] = model.id  # type: ignore[attr-defined]
+    some = select(pk).where(where).limit(ROWS_PER_STEP).scalar_subquery()
+    return _rowcount(session, delete(model).where(pk.in_(some)))
+
+
+def _clear_some_notes(session: Session, uid: int) -> int:
+    """Up to ROWS_PER_STEP of the free-text history notes they wrote, cleared."""
+    some = (
+        select(RequestEvent.id)
+        .where(
+            RequestEvent.actor_id == uid,
+            RequestEvent.note.is_not(None),
+            RequestEvent.action.not_in(_STRUCTURED_NOTES),
+        )
+        .limit(ROWS_PER_STEP)
+        .scalar_subquery()
+    )
+    return _rowcount(
+        session, update(RequestEvent).where(RequestEvent.id.in_(some)).values(note=None)
+    )
 
 
 def _rowcount(session: Session, statement: Any) -> int:
@@ -225,8 +389,8 @@ def _pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
 
 
-def _scrub_mentions(session: Session, own: Any, names: list[str]) -> int:
-    """Comments and notes of other people on the user's requests that name them: candidates
+def _scrub_mentions(session: Session, ids: list[int], names: list[str]) -> int:
+    """Comments and notes of other people on requests `ids` that name the user: candidates
     found in SQL (ILIKE), the names replaced here, written back in one executemany a table
     (bench/privacy.py: a statement per row cost 20 s for 3,600 mentions)."""
     pattern = _pattern(names)
@@ -238,7 +402,7 @@ def _scrub_mentions(session: Session, own: Any, names: list[str]) -> int:
         changed = [
             {"row_id": row_id, "scrubbed": scrubbed}
             for row_id, text in session.execute(
-                select(model.id, column).where(model.request_id.in_(own), mentions)
+                select(model.id, column).where(model.request_id.in_(ids), mentions)
             )
             if text is not None and (scrubbed := pattern.sub(ERASED_NAME, text)) != text
         ]
@@ -275,27 +439,26 @@ def _scrub_notices(session: Session, uid: int, names: list[str]) -> int:
     return touched
 
 
-def _erase_files(session: Session, user: User, names: list[str]) -> int:
-    """Their exports, and report files (CSV) that name them (staff)."""
-    touched = _rowcount(
-        session,
-        delete(GeneratedFile).where(GeneratedFile.key.startswith(export_key_prefix(user.id))),
+def _was_staff(session: Session, user: User) -> bool:
+    """Report CSVs name staff (assignees), never residents: only staff need their scan."""
+    return user.role != Role.RESIDENT.value or (
+        session.scalar(select(Request.id).where(Request.assignee_id == user.id).limit(1))
+        is not None
     )
+
+
+def _erase_report_files(session: Session, names: list[str]) -> int:
+    """Report files (CSV) that name them, dropped whole: a pending send of one fails as a
+    file that is gone."""
     pattern = _pattern(names)
     if pattern is None:
-        return touched
-    # Report CSVs name staff (assignees), never residents: only staff need the scan.
-    was_staff = user.role != Role.RESIDENT.value or session.scalar(
-        select(Request.id).where(Request.assignee_id == user.id).limit(1)
-    )
-    if not was_staff:
-        return touched
+        return 0
+    touched = 0
     for row_id, content in session.execute(
         select(GeneratedFile.id, GeneratedFile.content).where(
             GeneratedFile.file_name.endswith(".csv")
         )
     ):
         if pattern.search(content.decode("utf-8", errors="replace")):
-            # Dropped whole: a pending send of it fails as a file that is gone.
             touched += _rowcount(session, delete(GeneratedFile).where(GeneratedFile.id == row_id))
     return touched

@@ -11,13 +11,17 @@ from sqlalchemy.orm import Session
 from core import commands as c
 from core.clock import now
 from core.domain import ErasureMode, ErasureReason
+from core.logging import get_logger
 from core.settings import get_settings
 from core.texts import pick_language, t
+from db.models import ErasureAudit
 from workers import uploads
 from workers.kit.context import Ctx
 from workers.outbox import Replies
-from workers.privacy.erasure import erase, export_key_prefix
+from workers.privacy.erasure import export_key_prefix, scrub_signature, unlink
 from workers.privacy.export import write_export
+
+log = get_logger(__name__)
 
 
 def export_my_data(session: Session, command: c.ExportMyData, replies: Replies) -> None:
@@ -41,13 +45,27 @@ def export_my_data(session: Session, command: c.ExportMyData, replies: Replies) 
 def erase_me(session: Session, command: c.EraseMe, replies: Replies) -> None:
     # No Ctx.load: that would refresh the very profile this erases.
     lang = pick_language(command.actor.language)
-    erase(
-        session,
-        command.actor.user_id,
-        reason=ErasureReason.SELF,
-        mode=ErasureMode(get_settings().erasure_mode),
+    audit = erase_then_tell(
+        session, replies, command.actor.user_id, ErasureReason.SELF, (command.actor.chat_id, lang)
     )
-    # The last message: linked to no one, and gone once sent (it holds their chat id).
-    replies.message(
-        command.actor.chat_id, t("privacy.erased", lang), **{uploads.FORGET_AFTER_SEND: True}
-    )
+    log.info("privacy.erasure_started", erasure=audit.id)
+
+
+def erase_then_tell(
+    session: Session,
+    replies: Replies,
+    telegram_id: int,
+    reason: ErasureReason,
+    tell: tuple[int, str] | None,
+) -> ErasureAudit:
+    """Unlink the user now; the rest in steps after commit, the last of which tells them (at
+    once when there is nothing left to scrub)."""
+    mode = ErasureMode(get_settings().erasure_mode)
+    audit = unlink(session, telegram_id, reason=reason, mode=mode, tell=tell)
+    if audit.pending is not None:
+        replies.after_commit.append(scrub_signature(audit.id))
+    elif tell is not None:
+        chat_id, lang = tell
+        # The last message: linked to no one, and gone once sent (it holds their chat id).
+        replies.message(chat_id, t("privacy.erased", lang), **{uploads.FORGET_AFTER_SEND: True})
+    return audit
