@@ -79,6 +79,8 @@ class Request(Base):
         Index(None, "created_at"),
         Index(None, "accepted_at"),
         Index(None, "done_at"),
+        # A user's requests in id order: the list, the export, an erasure's steps.
+        Index("ix_requests_author_id", "author_id", "id"),
         CheckConstraint(
             "status IN ('new', 'accepted', 'in_progress', 'done', 'rejected', 'cancelled',"
             " 'reopened')",
@@ -91,9 +93,7 @@ class Request(Base):
 
     # The id is the number users see as #N.
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    author_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     assignee_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
