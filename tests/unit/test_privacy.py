@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core import commands as c
-from core.clock import now
+from core.clock import as_utc, now
 from core.domain import Action
 from core.roles import Role
 from core.settings import get_settings
@@ -150,6 +151,9 @@ def test_the_export_holds_what_the_database_holds_for_the_user(desk: Desk) -> No
             got = exported.pop(request.id)
             for field in ("title", "description", "location", "priority", "status", "rating"):
                 assert got[field] == getattr(request, field), field
+            # Timestamps: ISO 8601 in UTC, to the microsecond.
+            assert got["created_at"].endswith("+00:00")
+            assert datetime.fromisoformat(got["created_at"]) == as_utc(request.created_at)
             files = s.scalars(select(Attachment).where(Attachment.request_id == request.id))
             assert [a["file_id"] for a in got["attachments"]] == [f.file_id for f in files]
             comments = s.scalars(
@@ -325,8 +329,9 @@ def test_step_one_unlinks_at_once_and_a_lost_scrub_is_resumed_by_the_relay(
     from workers.privacy import erasure
 
     ids = _seed(desk, get_settings().var_dir)
-    monkeypatch.setattr(erasure, "REQUESTS_PER_STEP", 1)
-    monkeypatch.setattr(erasure, "ROWS_PER_STEP", 1)
+    monkeypatch.setenv("ERASURE_STEP_REQUESTS", "1")
+    monkeypatch.setenv("ERASURE_STEP_ROWS", "1")
+    get_settings.cache_clear()
     lost: list[Any] = []
     monkeypatch.setattr(
         "workers.command_tasks.send_signatures",

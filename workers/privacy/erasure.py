@@ -57,6 +57,7 @@ from core.clock import now
 from core.domain import ERASED_TEXT, ErasureMode, ErasureReason, EventAction
 from core.logging import get_logger
 from core.roles import Role
+from core.settings import get_settings
 from core.states import BroadcastState
 from core.texts import DEFAULT_LANGUAGE, t
 from db.models import (
@@ -90,9 +91,6 @@ ERASED_NAME = "erased user"
 # Names shorter than this are not looked for in other people's words ("Al" is in "Alarm").
 _MIN_NAME = 3
 EXPORT_KEY_PREFIX = "export"
-# A step's size: ~0.1-0.3 s of work on a 1M-request site (bench/privacy.py).
-REQUESTS_PER_STEP = 500
-ROWS_PER_STEP = 5000
 # An unfinished erasure with no progress for this long lost its task: the relay resumes it.
 STALLED_AFTER = timedelta(minutes=2)
 SCRUB_TASK = "privacy.scrub"
@@ -223,21 +221,21 @@ def scrub_step(session: Session, audit_id: int) -> Step:
                 select(Request.id)
                 .where(Request.author_id == uid, Request.id > work["cursor"])
                 .order_by(Request.id)
-                .limit(REQUESTS_PER_STEP)
+                .limit(get_settings().erasure_step_requests)
             )
         )
         if ids:
             _scrub_requests(session, ids, ErasureMode(audit.mode), work["names"], counts)
             work["cursor"] = ids[-1]
-        more = len(ids) == REQUESTS_PER_STEP
+        more = len(ids) == get_settings().erasure_step_requests
     elif stage == "comments":
         n = _delete_some(session, Comment, Comment.author_id == uid)
         counts["comments"] += n
-        more = n == ROWS_PER_STEP
+        more = n == get_settings().erasure_step_rows
     elif stage == "notes":
         n = _clear_some_notes(session, uid)
         counts["notes"] += n
-        more = n == ROWS_PER_STEP
+        more = n == get_settings().erasure_step_rows
     else:  # outbox: rows their actions wrote, to them as a user, their broadcasts' rows
         theirs = select(Broadcast.id).where(Broadcast.author_id == uid).scalar_subquery()
         n = 0
@@ -329,16 +327,16 @@ def _scrub_requests(
 
 
 def _delete_some(session: Session, model: type[Base], where: ColumnElement[bool]) -> int:
-    """Up to ROWS_PER_STEP rows of `model` matching `where`, deleted."""
+    """Up to ERASURE_STEP_ROWS rows of `model` matching `where`, deleted."""
     pk: InstrumentedAttribute[int] = model.id  # type: ignore[attr-defined]
     # Ids first: with `IN (SELECT ... LIMIT)` PostgreSQL hashed the subquery and scanned the
     # whole table for it (bench/privacy.py: 1M comments read eleven times).
-    ids = list(session.scalars(select(pk).where(where).limit(ROWS_PER_STEP)))
+    ids = list(session.scalars(select(pk).where(where).limit(get_settings().erasure_step_rows)))
     return _rowcount(session, delete(model).where(pk.in_(ids))) if ids else 0
 
 
 def _clear_some_notes(session: Session, uid: int) -> int:
-    """Up to ROWS_PER_STEP of the free-text history notes they wrote, cleared."""
+    """Up to ERASURE_STEP_ROWS of the free-text history notes they wrote, cleared."""
     ids = list(
         session.scalars(
             select(RequestEvent.id)
@@ -347,7 +345,7 @@ def _clear_some_notes(session: Session, uid: int) -> int:
                 RequestEvent.note.is_not(None),
                 RequestEvent.action.not_in(_STRUCTURED_NOTES),
             )
-            .limit(ROWS_PER_STEP)
+            .limit(get_settings().erasure_step_rows)
         )
     )
     if not ids:

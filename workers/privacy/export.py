@@ -12,14 +12,13 @@ time, as plain rows (bench/privacy.py, 10,000 requests: ORM objects and streamed
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
@@ -33,36 +32,35 @@ FORMAT_VERSION = 1
 
 def write_export(session: Session, user: User, path: Path) -> int:
     """Write the user's export to `path`; returns how many of their requests it holds."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Timestamps in UTC, as SQLite's (naive, UTC) are written: for this transaction only.
+        session.execute(text("SET LOCAL TIME ZONE 'UTC'"))
     people = _people(session, user)
-    with path.open("w", encoding="utf-8") as out:
-        out.write(f'{{"format": {FORMAT_VERSION}, "exported_at": {_j(now())}, "profile": ')
+    with path.open("wb") as out:
+        out.write(b'{"format":%d,"exported_at":%s,"profile":' % (FORMAT_VERSION, _j(now())))
         out.write(_j(_profile(user)))
-        out.write(', "requests": [')
+        out.write(b',"requests":[')
         count = _write_all(out, _requests(session, user, people))
-        out.write('], "comments_on_other_requests": [')
+        out.write(b'],"comments_on_other_requests":[')
         _write_all(out, _elsewhere(session, user, Comment, _COMMENT, Comment.author_id))
-        out.write('], "history_on_other_requests": [')
+        out.write(b'],"history_on_other_requests":[')
         _write_all(out, _elsewhere(session, user, RequestEvent, _EVENT, RequestEvent.actor_id))
-        out.write('], "broadcasts": [')
+        out.write(b'],"broadcasts":[')
         _write_all(out, _their_broadcasts(session, user))
-        out.write("]}\n")
+        out.write(b"]}\n")
     return count
 
 
-def _j(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_default)
+def _j(value: Any) -> bytes:
+    # orjson: JSON encoding was a third of the export's time with the standard library
+    # (bench/privacy.py); datetimes are written as ISO 8601, naive ones (SQLite) as UTC.
+    return orjson.dumps(value, option=orjson.OPT_NAIVE_UTC)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def _write_all(out: IO[str], items: Iterable[dict[str, Any]]) -> int:
+def _write_all(out: IO[bytes], items: Iterable[dict[str, Any]]) -> int:
     count = 0
     for item in items:
-        out.write(("," if count else "") + _j(item))
+        out.write(b"," + _j(item) if count else _j(item))
         count += 1
     return count
 
@@ -76,8 +74,8 @@ def _profile(user: User) -> dict[str, Any]:
         "language": user.language,
         "role": user.role,
         "reachable": user.reachable,
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
+        "created_at": as_utc(user.created_at),
+        "updated_at": as_utc(user.updated_at),
     }
 
 
@@ -152,13 +150,17 @@ _CHILDREN = (
 )
 
 
-def _item(
-    shape: tuple[tuple[str, Any], ...], row: Sequence[Any], people: dict[int, str]
-) -> dict[str, Any]:
-    return {
-        key: _who(value, people) if key in _PERSON_KEYS else value
-        for (key, _), value in zip(shape, row, strict=False)
-    }
+def _items(
+    shape: tuple[tuple[str, Any], ...], rows: Iterable[Sequence[Any]], people: dict[int, str]
+) -> Iterator[tuple[Sequence[Any], dict[str, Any]]]:
+    """Each row with its item: the shape's values by key, people named (see _who)."""
+    keys = [key for key, _ in shape]
+    persons = [i for i, key in enumerate(keys) if key in _PERSON_KEYS]
+    for row in rows:
+        values = list(row[: len(keys)])
+        for i in persons:
+            values[i] = _who(values[i], people)
+        yield row, dict(zip(keys, values, strict=True))
 
 
 def _requests(session: Session, user: User, people: dict[int, str]) -> Iterator[dict[str, Any]]:
@@ -170,19 +172,20 @@ def _requests(session: Session, user: User, people: dict[int, str]) -> Iterator[
         under: dict[str, dict[int, list[dict[str, Any]]]] = {}
         for kind, model, shape in _CHILDREN:
             rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for row in session.execute(
+            found = session.execute(
                 select(*(c for _, c in shape), model.request_id)
                 .where(model.request_id.in_(chunk))
                 .order_by(model.request_id, model.id)
-            ):
-                rows[cast(int, row[-1])].append(_item(shape, row, people))
+            )
+            for row, item in _items(shape, found, people):
+                rows[row[-1]].append(item)
             under[kind] = rows
-        for row in session.execute(
+        found = session.execute(
             select(*(c for _, c in _REQUEST)).where(Request.id.in_(chunk)).order_by(Request.id)
-        ):
-            item = _item(_REQUEST, row, people)
+        )
+        for row, item in _items(_REQUEST, found, people):
             for kind, _, _ in _CHILDREN:
-                item[kind] = under[kind].get(row.id, [])
+                item[kind] = under[kind].get(row[0], [])
             yield item
 
 
