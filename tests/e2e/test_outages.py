@@ -12,11 +12,10 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.texts import t
@@ -24,7 +23,7 @@ from db.models import Request
 from tests.support.chat import Chat, Message
 from tests.support.processes import Proc, Processes
 from tests.support.sandbox_api import SandboxAPI
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxy_for, via_proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -36,24 +35,6 @@ STAFF_LIST = "Staff (open requests"  # the title may go on with a page number
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def via_proxy(url: str, proxy: TcpProxy) -> str:
-    """`url` with its host and port replaced by the proxy's (Redis or SQLAlchemy URLs)."""
-    if url.startswith("redis"):
-        parts = urlsplit(url)
-        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
-    return (
-        make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    )
-
-
-def proxy_for(url: str) -> TcpProxy:
-    if url.startswith("redis"):
-        parts = urlsplit(url)
-        return TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    parsed = make_url(url)
-    return TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
 
 
 @pytest.fixture

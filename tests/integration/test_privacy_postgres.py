@@ -147,3 +147,54 @@ def test_dead_letters_of_the_user_go_and_malformed_ones_do_not_break_it(pg: Engi
     with Session(pg) as s:
         left = [d.command["actor"] for d in s.scalars(select(DeadLetter).order_by(DeadLetter.id))]
     assert left == [{"user_id": "abc"}, {"user_id": ZQ}, "not a dict"]
+
+
+def test_staff_commenting_on_their_request_while_the_erasure_runs_does_not_deadlock(
+    pg: Engine, request_id: int
+) -> None:
+    """The erasure in one transaction deadlocked here (bench/privacy.py): it held the profile,
+    then wanted the requests; a staff comment held the request, then wanted the profile for
+    its notice's foreign key. Step one touches no request, a step no profile."""
+    staff = c.Actor(user_id=2001, chat_id=2001, first_name="Boris")
+    with Session(pg) as s:
+        s.add(User(telegram_id=2001, role="staff", language="en", first_name="Boris"))
+        s.commit()
+    comment = c.AddComment(
+        idempotency_key="tg-update:9001",
+        actor=staff,
+        issued_at=now(),
+        request_id=request_id,
+        text="Zeldarine, I come at 5",
+    )
+    holding, errors = threading.Event(), []
+
+    def erase_holding_step_one() -> None:
+        try:
+            with session_scope() as session:
+                audit = unlink(session, ZQ, reason=ErasureReason.SELF, mode=ErasureMode.ANONYMIZE)
+                audit_id = audit.id
+                holding.set()
+                time.sleep(1.0)  # the staff command locks the request meanwhile
+            assert scrub_until_done(audit_id, budget_s=None)
+        except Exception as error:  # reported below, with the command's
+            errors.append(error)
+
+    def comment_as_staff() -> None:
+        try:
+            apply_command(comment, HANDLERS[c.AddComment])
+        except Exception as error:
+            errors.append(error)
+
+    eraser = threading.Thread(target=erase_holding_step_one)
+    eraser.start()
+    assert holding.wait(10)
+    commenter = threading.Thread(target=comment_as_staff)
+    commenter.start()
+    for thread in (eraser, commenter):
+        thread.join(30)
+        assert not thread.is_alive()
+    assert errors == []
+    with Session(pg) as s:
+        # The staff's words stay, without the name; nothing is left to send to the user.
+        assert s.scalars(select(Comment.text)).all() == ["erased user, I come at 5"]
+    assert scan_database(pg, NEEDLES, ZQ) == []

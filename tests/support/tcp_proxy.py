@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
 
 # Bound for the proxy's whole life, never listening: the port stays ours while paused, so
 # an outgoing connection cannot be given it as its ephemeral port and resume() can bind it.
@@ -144,3 +147,21 @@ class TcpProxy:
             if pair.pipe_ended():
                 with self._lock:
                     self._pairs.discard(pair)
+
+
+def via_proxy(url: str, proxy: TcpProxy) -> str:
+    """`url` with its host and port replaced by the proxy's (Redis or SQLAlchemy URLs)."""
+    if url.startswith("redis"):
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+    return (
+        make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    )
+
+
+def proxy_for(url: str) -> TcpProxy:
+    if url.startswith("redis"):
+        parts = urlsplit(url)
+        return TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    parsed = make_url(url)
+    return TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)

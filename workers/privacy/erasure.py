@@ -304,6 +304,18 @@ def _scrub_requests(
     session: Session, ids: list[int], mode: ErasureMode, names: list[str], counts: Counter[str]
 ) -> None:
     """A batch of their own requests: the rows under them, their text, others' mentions."""
+    # The batch is locked first: a command on one of them that began before step one
+    # committed (it holds the request, then waited for the profile) commits before the rows
+    # under the request are read, so its comment and notice are scrubbed too.
+    if mode is ErasureMode.DELETE:
+        session.execute(select(Request.id).where(Request.id.in_(ids)).with_for_update())
+    else:
+        counts["requests"] += _rowcount(
+            session,
+            update(Request)
+            .where(Request.id.in_(ids))
+            .values(title=ERASED_TEXT, description=ERASED_TEXT, location=ERASED_TEXT),
+        )
     # Notices about them quote their text and the author's name.
     counts["outbox"] += _rowcount(session, delete(Outbox).where(Outbox.request_id.in_(ids)))
     if mode is ErasureMode.DELETE:
@@ -316,12 +328,6 @@ def _scrub_requests(
         return
     counts["attachments"] += _rowcount(
         session, delete(Attachment).where(Attachment.request_id.in_(ids))
-    )
-    counts["requests"] += _rowcount(
-        session,
-        update(Request)
-        .where(Request.id.in_(ids))
-        .values(title=ERASED_TEXT, description=ERASED_TEXT, location=ERASED_TEXT),
     )
     counts["mentions"] += _scrub_mentions(session, ids, names)
 

@@ -1,0 +1,135 @@
+"""An erasure whose worker loses PostgreSQL in the middle of its steps: what the steps committed
+stays done, the task retries through the outage, and once the database is back the erasure
+finishes, the user is told once, and nothing of them is left. A real worker process, PostgreSQL
+behind a TcpProxy cut for that worker only, Redis, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from celery import Celery
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from core.commands import Actor, EraseMe
+from core.texts import t
+from db.models import Comment, ErasureAudit, Request, User
+from tests.support.pii import scan_database
+from tests.support.processes import Processes
+from tests.support.sandbox_api import SandboxAPI
+from tests.support.tcp_proxy import TcpProxy, proxy_for, via_proxy
+
+ZQ = 987654321
+PROFILE = {"username": "zqerased", "first_name": "Zeldarine", "last_name": "Quixotova"}
+NEEDLES = [*PROFILE.values(), "purple-wombat"]
+REQUESTS = 600
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    made = create_engine(pg_url)
+    yield made
+    made.dispose()
+
+
+def _seed(engine: Engine) -> None:
+    with Session(engine) as s:
+        zq = User(telegram_id=ZQ, role="resident", language="en", **PROFILE)
+        staff = User(telegram_id=2001, role="staff", language="en", first_name="Boris")
+        s.add_all([zq, staff])
+        s.flush()
+        for n in range(REQUESTS):
+            request = Request(
+                author_id=zq.id, title=f"purple-wombat {n}", description="drips", location="Hall"
+            )
+            s.add(request)
+            s.flush()
+            s.add_all(
+                [
+                    Comment(request_id=request.id, author_id=zq.id, text="purple-wombat says"),
+                    Comment(request_id=request.id, author_id=staff.id, text="Zeldarine, at 5"),
+                ]
+            )
+        s.commit()
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(every)
+
+
+def test_an_erasure_cut_off_from_postgresql_mid_way_finishes_once_it_is_back(
+    procs: Processes,
+    live_sandbox: SandboxAPI,
+    pg_url: str,
+    redis_url: str,
+    engine: Engine,
+) -> None:
+    _seed(engine)
+    live_sandbox._call("POST", "/sandbox/users", {"id": ZQ})
+    proxy: TcpProxy = proxy_for(pg_url)
+    try:
+        worker = procs.worker(
+            "w1",
+            "-Q",
+            "privacy,notifications",
+            "-c",
+            "1",
+            DATABASE_URL=via_proxy(pg_url, proxy),
+            # Small steps: the erasure is still under way when the database goes.
+            ERASURE_STEP_REQUESTS="5",
+            ERASURE_STEP_ROWS="20",
+        )
+        command = EraseMe(idempotency_key="tg-update:1", actor=Actor(user_id=ZQ, chat_id=ZQ))
+        producer = Celery("test-producer", broker=redis_url, set_as_current=False)
+        producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
+
+        def audit() -> ErasureAudit | None:
+            with Session(engine) as s:
+                return s.scalars(select(ErasureAudit)).first()
+
+        def under_way() -> bool:
+            row = audit()
+            return row is not None and row.pending is not None and row.pending["cursor"] > 0
+
+        _until("the steps under way", under_way, timeout=120, every=0.02)
+        proxy.pause()
+        with Session(engine) as s:
+            # Step one committed before the cut: nothing identifies them already.
+            assert s.scalars(select(User).where(User.telegram_id == ZQ)).first() is None
+        time.sleep(5)
+        cut_off = audit()
+        assert cut_off is not None and cut_off.finished_at is None
+        proxy.resume()
+
+        def finished() -> bool:
+            row = audit()
+            return row is not None and row.finished_at is not None
+
+        _until("the erasure finished", finished, timeout=120, every=0.5)
+        erased = t("privacy.erased", "en")
+        _until(
+            "the user told",
+            lambda: any(m["text"] == erased for m in live_sandbox.messages(ZQ)),
+            60,
+            0.5,
+        )
+        time.sleep(2)  # a second message, if any, would come now
+        assert [m["text"] for m in live_sandbox.messages(ZQ)].count(erased) == 1
+        done = audit()
+        assert done is not None and done.pending is None
+        assert done.counts["requests"] == REQUESTS and done.counts["comments"] == REQUESTS
+        assert done.counts["mentions"] == REQUESTS
+        assert "privacy.scrub_retry" in worker.log()
+        assert scan_database(engine, NEEDLES, ZQ) == []
+        with Session(engine) as s:
+            # Other people's words stay, without the name.
+            assert set(s.scalars(select(Comment.text))) == {"erased user, at 5"}
+    finally:
+        procs.stop_all()
+        proxy.close()
