@@ -276,6 +276,20 @@ class GeneratedFile(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
 
 
+class RoleChange(Base):
+    """Who granted or revoked which role, and when: /staff shows the latest, a user's export
+    holds their own."""
+
+    __tablename__ = "role_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    changed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    from_role: Mapped[str] = mapped_column(String(16))
+    to_role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+
+
 class JobRun(Base):
     """Each scheduled job's last run, one row per job (bounded, however often it runs): what
     `zavhoz status` and ops look at."""

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc
 from core.domain import OPEN_STATUSES, EventAction, Priority, Status
 from core.roles import Role
-from db.models import Comment, Request, RequestEvent, User
+from db.models import Comment, Request, RequestEvent, RoleChange, User
 
 _PRIORITY_RANK = case({p.value: p.rank for p in Priority}, value=Request.priority, else_=0)
 
@@ -190,6 +190,21 @@ def open_queue(
 
 def staff_page(session: Session, page: int, size: int) -> Page[User]:
     return page_of(session, _staff(), page, size)
+
+
+def latest_role_changes(
+    session: Session, limit: int
+) -> Sequence[tuple[RoleChange, User, User | None]]:
+    """The latest role changes, newest first: the change, whose role, who changed it."""
+    by = aliased(User)
+    rows = session.execute(
+        select(RoleChange, User, by)
+        .join(User, User.id == RoleChange.user_id)
+        .outerjoin(by, by.id == RoleChange.changed_by)
+        .order_by(RoleChange.id.desc())
+        .limit(limit)
+    ).all()
+    return [(change, user, changer) for change, user, changer in rows]
 
 
 def open_counts(session: Session) -> dict[int, int]:

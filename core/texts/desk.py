@@ -102,6 +102,8 @@ EN: dict[str, str] = {
     "staff.title": "<b>Staff</b> (open requests; page {page} of {pages})",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Nobody has the staff or admin role yet.",
+    "staff.changes": "<b>Latest role changes</b>",
+    "staff.change": "◦ {when} {name}: {from_role} → {to_role}, by {by}",
     # Refusals (the worker decides)
     "refused.not_allowed": "⛔ You are not allowed to do that.",
     "refused.not_found": "Request #{id} does not exist.",
@@ -246,6 +248,8 @@ RU: dict[str, str] = {
     "staff.title": "<b>Сотрудники</b> (открытые заявки; стр. {page} из {pages})",
     "staff.line": "• {name} — {role}, {open}",
     "staff.empty": "Ни у кого пока нет роли сотрудника или администратора.",
+    "staff.changes": "<b>Последние изменения ролей</b>",
+    "staff.change": "◦ {when} {name}: {from_role} → {to_role}, изменил(а) {by}",
     "refused.not_allowed": "⛔ У вас нет прав на это действие.",
     "refused.not_found": "Заявки #{id} не существует.",
     "open.usage": "Какая заявка? Отправьте её номер: #42 или /r 42.",

@@ -325,6 +325,9 @@ def test_grant_revoke_and_staff_list(desk: Desk) -> None:
     desk.run(c.ListStaff, ADMIN)
     listing = desk.texts(ADMIN)[-1]
     assert "@u1002 — staff, 1" in listing and "@u3001 — an admin, 0" in listing
+    # Who granted it, and when, under the list.
+    changes = listing.split("Latest role changes")[1].splitlines()[1:]
+    assert len(changes) == 1 and changes[0].endswith("@u1002: a resident → staff, by @u3001")
     desk.run(c.SetRole, ADMIN, target=str(OTHER))
     with Session(desk.engine) as s:
         assert s.scalars(select(User.role).where(User.telegram_id == OTHER)).one() == "resident"

@@ -179,6 +179,11 @@ def test_the_export_holds_what_the_database_holds_for_the_user(desk: Desk) -> No
     assert [
         (e["request_id"], e["action"], e["note"]) for e in data["history_on_other_requests"]
     ] == [(ids["others"], "comment", None), (ids["others"], "reject", "rejected-kumquat")]
+    # Made staff for a while, by the admin (named: staff are).
+    assert [(r["from"], r["to"], r["by"]) for r in data["role_changes"]] == [
+        ("resident", "staff", "u3001"),
+        ("staff", "resident", "u3001"),
+    ]
     # Nothing of the other resident's own data: their words and names stay out.
     text = json.dumps(data)
     assert "Other's door" not in text and "Flat 7" not in text and "u1002" not in text
@@ -221,7 +226,7 @@ def test_erasure_leaves_nothing_of_the_user_and_keeps_everyone_else(desk: Desk) 
         assert audit.reason == "self" and audit.mode == "anonymize"
         assert audit.counts["profile"] == 1 and audit.counts["comments"] == 2
         assert audit.counts["requests"] == 2 and audit.counts["attachments"] == 3
-        assert audit.counts["dialog_keys"] == 2
+        assert audit.counts["dialog_keys"] == 2 and audit.counts["role_changes"] == 2
     # Staff see the request as an erased user's.
     desk.run(c.ShowRequest, STAFF, request_id=ids["first"])
     assert "erased user" in desk.texts(STAFF)[-1]

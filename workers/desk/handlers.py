@@ -39,10 +39,13 @@ from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
 from db import requests as q
-from db.models import Attachment, Comment, Request, User
+from db.models import Attachment, Comment, Request, RoleChange, User
 from workers.desk import render
 from workers.kit import Ctx, Keyboard, inline, require_admin, require_staff, viewer_for
 from workers.outbox import Replies
+
+# The latest role changes under the first page of /staff.
+ROLE_CHANGES_SHOWN = 5
 
 # --- Creating and viewing ---------------------------------------------------------------------
 
@@ -470,6 +473,15 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
         return
     (target,) = found
     role = command.role or Role.RESIDENT
+    if target.role != role.value:
+        session.add(
+            RoleChange(
+                user_id=target.id,
+                changed_by=ctx.actor.id,
+                from_role=target.role,
+                to_role=role.value,
+            )
+        )
     target.role = role.value
     lang = target.language
     ctx.reply(
@@ -491,5 +503,8 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
         ctx.reply("staff.empty")
         return
     text = render.staff_text(page.rows, q.open_counts(session), ctx.lang, page.number, page.pages)
+    changes = q.latest_role_changes(session, ROLE_CHANGES_SHOWN) if page.number == 0 else []
+    if changes:
+        text = Markup(text + "\n\n" + render.role_changes_text(changes, ctx.lang))
     nav = render.nav_row(ctx.lang, kind=ListKind.STAFF, page=page.number, pages=page.pages)
     _show_list(ctx, text, inline([nav]) if nav else None, command.edit_message_id)

@@ -22,7 +22,7 @@ from core.domain import (
 )
 from core.settings import get_settings
 from core.texts import Markup, duration, escape, t
-from db.models import Comment, Request, RequestEvent, User
+from db.models import Comment, Request, RequestEvent, RoleChange, User
 from workers.kit.keyboards import Keyboard, button, inline
 
 PAGE_SIZE = 5
@@ -355,6 +355,22 @@ def staff_text(
             open=counts.get(u.id, 0),
         )
         for u in staff
+    ]
+    return Markup("\n".join(lines))
+
+
+def role_changes_text(changes: Sequence[tuple[RoleChange, User, User | None]], lang: str) -> Markup:
+    lines = [t("staff.changes", lang)] + [
+        t(
+            "staff.change",
+            lang,
+            when=when(change.created_at),
+            name=cut(name_of(user, lang), STAFF_NAME),
+            from_role=t(f"role.{change.from_role}", lang),
+            to_role=t(f"role.{change.to_role}", lang),
+            by=cut(name_of(changer, lang), STAFF_NAME),
+        )
+        for change, user, changer in changes
     ]
     return Markup("\n".join(lines))
 

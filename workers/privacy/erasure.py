@@ -71,6 +71,7 @@ from db.models import (
     Outbox,
     Request,
     RequestEvent,
+    RoleChange,
     User,
 )
 from workers import uploads
@@ -181,6 +182,7 @@ def _unlink_user(session: Session, user: User, counts: Counter[str]) -> None:
         session,
         delete(GeneratedFile).where(GeneratedFile.key.startswith(export_key_prefix(uid))),
     )
+    counts["role_changes"] = _rowcount(session, delete(RoleChange).where(RoleChange.user_id == uid))
     user.telegram_id = None
     user.username = None
     user.first_name = None

@@ -1,9 +1,9 @@
 """Export (GDPR Art. 15 and 20): everything stored about a user as one JSON document.
 
 Streamed to a file: the profile, their requests (each with its files, comments and history),
-their comments and history entries on other requests, and broadcasts they wrote. Other people
-appear as the bot shows them to this user: staff by name, anyone else as "someone"; nothing
-of other residents' own data.
+their comments and history entries on other requests, broadcasts they wrote, and the changes of
+their role. Other people appear as the bot shows them to this user: staff by name, anyone else
+as "someone"; nothing of other residents' own data.
 
 Their request ids are read once, then the requests and the rows under them a chunk of ids at a
 time, as plain rows (bench/privacy.py, 10,000 requests: ORM objects and streamed cursors over
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
 from core.roles import Role
-from db.models import Attachment, Broadcast, Comment, Request, RequestEvent, User
+from db.models import Attachment, Broadcast, Comment, Request, RequestEvent, RoleChange, User
 
 CHUNK = 1000  # request ids a query
 SOMEONE = "someone"
@@ -47,6 +47,8 @@ def write_export(session: Session, user: User, path: Path) -> int:
         _write_all(out, _elsewhere(session, user, RequestEvent, _EVENT, RequestEvent.actor_id))
         out.write(b'],"broadcasts":[')
         _write_all(out, _their_broadcasts(session, user))
+        out.write(b'],"role_changes":[')
+        _write_all(out, _their_role_changes(session, user, people))
         out.write(b"]}\n")
     return count
 
@@ -222,4 +224,17 @@ def _their_broadcasts(session: Session, user: User) -> Iterator[dict[str, Any]]:
             "total": row.total,
             "created_at": row.created_at,
             "finished_at": row.finished_at,
+        }
+
+
+def _their_role_changes(
+    session: Session, user: User, people: dict[int, str]
+) -> Iterator[dict[str, Any]]:
+    stmt = select(RoleChange).where(RoleChange.user_id == user.id).order_by(RoleChange.id)
+    for row in session.scalars(stmt):
+        yield {
+            "from": row.from_role,
+            "to": row.to_role,
+            "by": _who(row.changed_by, people),
+            "at": row.created_at,
         }
