@@ -26,9 +26,11 @@ from bot.pacing import SharedRateLimit
 from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
+from core.menu import commands_for
 from core.observability import init_sentry
 from core.pacing import get_limiter
 from core.readiness import mark_ready
+from core.roles import Role
 from core.settings import Settings
 from core.texts import LANGUAGES, t
 
@@ -114,24 +116,15 @@ async def _on_error(event: ErrorEvent, bot: Bot) -> bool:
 
 
 async def _set_commands(bot: Bot) -> None:
+    """Everyone's "/" menu: the residents' (staff and admins get theirs per chat from the
+    workers, when their role is set and at /start)."""
     from aiogram.types import BotCommandScopeDefault
 
     for language in LANGUAGES:
         await bot.set_my_commands(
             [
                 BotCommand(command=name, description=t(f"cmd.{name}", language))
-                for name in (
-                    "new",
-                    "my",
-                    "queue",
-                    "mine",
-                    "report",
-                    "export",
-                    "forget_me",
-                    "cancel",
-                    "start",
-                    "help",
-                )
+                for name in commands_for(Role.RESIDENT)
             ],
             scope=BotCommandScopeDefault(),
             language_code=None if language == "en" else language,

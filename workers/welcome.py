@@ -1,11 +1,12 @@
-"""/start: the user's profile refreshed and the main menu for their role."""
+"""/start: the user's profile refreshed and the main menu for their role (staff and admins:
+their "/" menu too)."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from core import commands as c
-from core.menu import main_menu
+from core.menu import chat_command_menu, main_menu
 from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
@@ -27,3 +28,10 @@ def register_user(session: Session, command: c.RegisterUser, replies: Replies) -
         user_id=user.id,
         reply_markup=main_menu(role, user.language),
     )
+    if role is not Role.RESIDENT:
+        # Their "/" menu too (an admin by ADMIN_IDS has never had it set; a refresh otherwise).
+        replies.send(
+            command.actor.chat_id,
+            *chat_command_menu(role, user.language, command.actor.chat_id),
+            user_id=user.id,
+        )

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 from core import commands as c
 from core.callbacks import ListCb, RequestCb
 from core.domain import Action, Priority
+from core.menu import commands_for
 from core.roles import Role
+from core.settings import get_settings
 from core.texts import t
 from db.models import Comment, Request, RequestEvent, User
 from tests.support.follow_ups import run_follow_ups_inline
@@ -331,6 +333,30 @@ def test_grant_revoke_and_staff_list(desk: Desk) -> None:
     desk.run(c.SetRole, ADMIN, target=str(OTHER))
     with Session(desk.engine) as s:
         assert s.scalars(select(User.role).where(User.telegram_id == OTHER)).one() == "resident"
+
+
+def _commands(desk: Desk, chat_id: int | None = None) -> list[str]:
+    """The "/" menu the sandbox would show in that private chat (None: everyone's default)."""
+    scope = {"type": "chat", "chat_id": chat_id} if chat_id else {"type": "default"}
+    answer = desk.sandbox._call(
+        "POST", f"/bot{get_settings().token}/getMyCommands", {"scope": scope}
+    )
+    return [c["command"] for c in answer["result"]]
+
+
+def test_each_role_gets_its_own_command_menu(desk: Desk) -> None:
+    desk.run(c.SetRole, ADMIN, target=str(OTHER), role=Role.STAFF)
+    assert _commands(desk, OTHER) == list(commands_for(Role.STAFF))
+    assert "queue" in _commands(desk, OTHER) and "broadcast" not in _commands(desk, OTHER)
+    desk.run(c.SetRole, ADMIN, target=str(OTHER), role=Role.ADMIN)
+    assert _commands(desk, OTHER) == list(commands_for(Role.ADMIN))
+    # Revoked: back to the default menu (the residents', set by the bot at its start).
+    desk.run(c.SetRole, ADMIN, target=str(OTHER))
+    assert _commands(desk, OTHER) == []
+    # An admin by ADMIN_IDS gets theirs at /start.
+    desk.run(c.RegisterUser, ADMIN)
+    assert _commands(desk, ADMIN) == list(commands_for(Role.ADMIN))
+    assert set(commands_for(Role.RESIDENT)) < set(commands_for(Role.STAFF))
 
 
 def test_priority_change_by_staff_only(desk: Desk) -> None:

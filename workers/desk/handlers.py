@@ -34,7 +34,7 @@ from core.domain import (
     can_view,
     decide,
 )
-from core.menu import main_menu
+from core.menu import chat_command_menu, main_menu
 from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
@@ -473,7 +473,8 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
         return
     (target,) = found
     role = command.role or Role.RESIDENT
-    if target.role != role.value:
+    changed = target.role != role.value
+    if changed:
         session.add(
             RoleChange(
                 user_id=target.id,
@@ -492,6 +493,13 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
         t("notify.role", lang, role=t(f"role.{role.value}", lang)),
         reply_markup=main_menu(role, lang),
     )
+    if changed and target.telegram_id is not None:
+        # Their "/" menu follows the role (the keyboard came with the notice above).
+        replies.send(
+            target.telegram_id,
+            *chat_command_menu(role, lang, target.telegram_id),
+            user_id=target.id,
+        )
 
 
 def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
