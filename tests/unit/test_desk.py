@@ -365,6 +365,23 @@ def test_priority_change_by_staff_only(desk: Desk) -> None:
     assert desk.request(rid).priority == "normal"
     desk.run(c.ChangePriority, STAFF, request_id=rid, priority=Priority.URGENT)
     assert desk.request(rid).priority == "urgent"
+    # The author is told (the text says which request and the new priority).
+    told = desk.texts(RESIDENT)[-1]
+    assert f"#{rid}" in told and "priority is now" in told and "rgent" in told
+
+
+def test_the_authors_comment_reaches_the_assignee_or_every_staff_member(desk: Desk) -> None:
+    rid = desk.create()
+    desk.run(c.AddComment, RESIDENT, request_id=rid, text="Still broken, anyone?")
+    for member in (STAFF, STAFF2, ADMIN):  # nobody is assigned: all of them
+        assert "Still broken, anyone?" in desk.texts(member)[-1]
+    desk.run(c.TransitionRequest, STAFF2, request_id=rid, action=Action.ACCEPT)
+    before = {m: len(desk.texts(m)) for m in (STAFF, ADMIN)}
+    desk.run(c.AddComment, RESIDENT, request_id=rid, text="Thank you, 5 pm is fine")
+    assert "Thank you, 5 pm is fine" in desk.texts(STAFF2)[-1]
+    assert {m: len(desk.texts(m)) for m in (STAFF, ADMIN)} == before
+    desk.run(c.AddComment, STAFF2, request_id=rid, text="On my way")
+    assert "On my way" in desk.texts(RESIDENT)[-1]
 
 
 def test_card_of_escape_heavy_text_fits_and_terminates(desk: Desk) -> None:

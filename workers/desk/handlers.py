@@ -410,10 +410,17 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
         )
     )
     ctx.record(request, EventAction.COMMENT)
-    # Staff comments go to the author; the author's go to the assignee.
-    recipient_id = request.assignee_id if viewer.is_author else request.author_id
-    recipient = session.get(User, recipient_id) if recipient_id else None
-    if recipient is not None:
+    # Staff comments go to the author; the author's to the assignee, or to every staff member
+    # while nobody is assigned (somebody must see it).
+    if not viewer.is_author:
+        recipients = [session.get(User, request.author_id)] if request.author_id else []
+    elif request.assignee_id is not None:
+        recipients = [session.get(User, request.assignee_id)]
+    else:
+        recipients = list(q.staff_members(session))
+    for recipient in recipients:
+        if recipient is None:
+            continue
         lang = recipient.language
         ctx.tell(
             recipient,
@@ -444,6 +451,19 @@ def change_priority(session: Session, command: ChangePriority, replies: Replies)
     ctx.reply(
         "done.priority", id=request.id, priority=render.priority_text(request.priority, ctx.lang)
     )
+    author = session.get(User, request.author_id) if request.author_id else None
+    if author is not None and request.priority != old:
+        ctx.tell(
+            author,
+            t(
+                "notify.priority",
+                author.language,
+                id=request.id,
+                title=request.title,
+                priority=render.priority_text(request.priority, author.language),
+            ),
+            about=request,
+        )
 
 
 def rate_request(session: Session, command: RateRequest, replies: Replies) -> None:
