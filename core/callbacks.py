@@ -47,6 +47,7 @@ class ListKind(StrEnum):
     MINE = "mine"  # staff: assigned to me
     QUEUE = "queue"
     STAFF = "staff"
+    FIND = "find"  # staff: search results; the query travels in `loc`
 
 
 class ListCb(CallbackData, prefix="ls"):

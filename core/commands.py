@@ -170,6 +170,23 @@ class ShowQueue(Command):
     edit_message_id: int | None = None
 
 
+# What /find looks for (the worker searches for as much of it as a page button can carry).
+SearchQuery = Annotated[
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.SEARCH_MAX)
+]
+
+
+class FindRequests(Command):
+    """/find <text> (staff): requests whose title, description, place or comments hold the
+    words, newest first."""
+
+    task_name = "commands.find_requests"
+    kind: Literal["find_requests"] = "find_requests"
+    query: SearchQuery
+    page: Page = 0
+    edit_message_id: int | None = None
+
+
 class ShowRequest(Command):
     task_name = "commands.show_request"
     kind: Literal["show_request"] = "show_request"

@@ -81,6 +81,16 @@ class Request(Base):
         Index(None, "done_at"),
         # A user's requests in id order: the list, the export, an erasure's steps.
         Index("ix_requests_author_id", "author_id", "id"),
+        # /find on PostgreSQL (migration 0010 creates it there only; db.requests.search_query).
+        Index(
+            "ix_requests_search",
+            # As alembic reads it back (the migration's shorter text builds the same index).
+            sql_text(
+                "to_tsvector('simple'::regconfig, (((title::text || ' '::text) || description)"
+                " || ' '::text) || location::text)"
+            ),
+            postgresql_using="gin",
+        ),
         CheckConstraint(
             "status IN ('new', 'accepted', 'in_progress', 'done', 'rejected', 'cancelled',"
             " 'reopened')",
@@ -142,6 +152,14 @@ class Attachment(Base):
 
 class Comment(Base):
     __tablename__ = "comments"
+    # /find on PostgreSQL (migration 0010 creates it there only).
+    __table_args__ = (
+        Index(
+            "ix_comments_search",
+            sql_text("to_tsvector('simple'::regconfig, text)"),
+            postgresql_using="gin",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(

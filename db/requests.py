@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc
@@ -186,6 +199,54 @@ def open_queue(
         order.insert(0, case((overdue_clause(session, at, sla), 0), else_=1))
     query = query.order_by(*order)
     return page_of(session, query, page, size)
+
+
+# The expressions of the full-text indexes (migration 0010): the same text, or the planner
+# cannot use them.
+_SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
+_SPACE: ColumnElement[str] = literal_column("' '")
+
+
+def _request_document() -> ColumnElement[Any]:
+    text = Request.title + _SPACE + Request.description + _SPACE + Request.location
+    return func.to_tsvector(_SIMPLE, text)
+
+
+def search_requests(session: Session, query: str, page: int, size: int) -> Page[Request]:
+    return page_of(session, search_query(session, query), page, size)
+
+
+def search_query(session: Session, query: str) -> Select[Request]:
+    """Requests whose title, description and place, or one of whose comments, hold every word
+    of `query`; newest first. PostgreSQL: full-text search over GIN indexes ('simple'
+    configuration: whole words, any language); SQLite: LIKE, each word anywhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        words = func.plainto_tsquery(_SIMPLE, query)
+        # A union of two index scans: an OR across the tables would scan every request.
+        found = union(
+            select(Request.id).where(_request_document().op("@@")(words)),
+            select(Comment.request_id).where(
+                func.to_tsvector(_SIMPLE, Comment.text).op("@@")(words)
+            ),
+        )
+        where: ColumnElement[bool] = Request.id.in_(select(found.subquery().c[0]))
+    else:
+        where = and_(
+            true(),
+            *(
+                or_(
+                    Request.title.icontains(word, autoescape=True),
+                    Request.description.icontains(word, autoescape=True),
+                    Request.location.icontains(word, autoescape=True),
+                    exists().where(
+                        Comment.request_id == Request.id,
+                        Comment.text.icontains(word, autoescape=True),
+                    ),
+                )
+                for word in query.split()
+            ),
+        )
+    return select(Request).where(where).order_by(Request.id.desc())
 
 
 def staff_page(session: Session, page: int, size: int) -> Page[User]:

@@ -21,6 +21,7 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.CreateRequest: desk.create_request,
     c.ShowMyRequests: desk.show_my_requests,
     c.ShowQueue: desk.show_queue,
+    c.FindRequests: desk.find_requests,
     c.ShowMine: desk.show_mine,
     c.ShowRequest: desk.show_request,
     c.TransitionRequest: desk.transition_request,

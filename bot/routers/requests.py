@@ -55,6 +55,15 @@ async def queue(message: Message, envelope: Envelope, command: CommandObject | N
         await envelope.send(c.ShowQueue, location=location or None)
 
 
+async def find(message: Message, envelope: Envelope, command: CommandObject | None = None) -> None:
+    """`/find <words>`: staff only (the worker checks); without words, how to use it."""
+    query = normalize(command.args or "")[: limits.SEARCH_MAX] if command else ""
+    if not query:
+        await message.answer(t("find.usage", envelope.lang))
+        return
+    await envelope.send(c.FindRequests, query=query)
+
+
 async def open_request(
     message: Message, envelope: Envelope, command: CommandObject | None = None
 ) -> None:
@@ -84,6 +93,10 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
             status=Status(callback_data.status) if callback_data.status else None,
             location=callback_data.loc or None,
             edit_message_id=edit,
+        )
+    elif callback_data.kind is ListKind.FIND and callback_data.loc:
+        await envelope.send(
+            c.FindRequests, query=callback_data.loc, page=page, edit_message_id=edit
         )
     elif callback_data.kind is ListKind.STAFF:
         await envelope.send(c.ListStaff, page=page, edit_message_id=edit)
@@ -241,6 +254,7 @@ def create_router() -> Router:
     router.message.register(queue, Command("queue"))
     router.message.register(open_request, Command("r"))
     router.message.register(mine, Command("mine"))
+    router.message.register(find, Command("find"))
     # Outside any dialog only: "#2 is broken" may well be a title.
     router.message.register(open_request, StateFilter(None), F.text.regexp(r"^\s*#\d+\s*$"))
     router.message.register(queue, F.text.in_(all_translations("menu.queue")))

@@ -43,6 +43,9 @@ EN: dict[str, str] = {
     "queue.title": "<b>Queue</b>{filter} (page {page} of {pages})",
     "queue.filter": " · {what}",
     "queue.empty": "The queue is empty{filter}.",
+    "find.title": "<b>Found «{query}»</b>: {total} (page {page} of {pages})",
+    "find.empty": "Nothing found for «{query}».",
+    "find.usage": "Send /find and what to look for, for example: /find light 101",
     "card": (
         "<b>#{id} {title}</b>\n"
         "Status: {status}\n"
@@ -134,6 +137,7 @@ EN: dict[str, str] = {
     "cmd.my": "My requests",
     "cmd.queue": "Open requests (staff)",
     "cmd.mine": "Assigned to me (staff)",
+    "cmd.find": "Search requests (staff)",
     "cmd.staff": "Staff list (admins)",
     # Broadcasts
     "bc.ask_audience": "Who should get the message?",
@@ -189,6 +193,9 @@ RU: dict[str, str] = {
     "mine.title": "<b>Назначены вам</b>, сначала открытые (стр. {page} из {pages})",
     "mine.empty": "Вам ничего не назначено. /queue — открытые заявки.",
     "queue.title": "<b>Очередь</b>{filter} (стр. {page} из {pages})",
+    "find.title": "<b>Найдено «{query}»</b>: {total} (стр. {page} из {pages})",
+    "find.empty": "По запросу «{query}» ничего не найдено.",
+    "find.usage": "Отправьте /find и что искать, например: /find свет 101",
     "queue.filter": " · {what}",
     "queue.empty": "Очередь пуста{filter}.",
     "card": (
@@ -278,6 +285,7 @@ RU: dict[str, str] = {
     "cmd.my": "Мои заявки",
     "cmd.queue": "Открытые заявки (сотрудники)",
     "cmd.mine": "Назначенные мне (сотрудники)",
+    "cmd.find": "Поиск заявок (сотрудники)",
     "cmd.staff": "Сотрудники (админы)",
     "bc.ask_audience": "Кому отправить сообщение?",
     "bc.audience.residents": "Жителям",

@@ -109,6 +109,26 @@ async def test_a_rate_limited_reply_is_retried_after_retry_after(
     assert sandbox.stats()["rejected_429"] >= 1
 
 
+async def test_find_enqueues_the_words_or_says_how(sandbox: SandboxAPI) -> None:
+    settings = get_settings()
+    sent: list[object] = []
+
+    class Recorder(CommandQueue):
+        async def send(self, command: object) -> None:
+            sent.append(command)
+
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, Recorder("memory://"))
+    try:
+        for text in ("/find light  101", "/find", "/find \u200b", "/find " + "x" * 100):
+            sandbox.send_text(3004, text)
+        await feed_pending_updates(bot, dp)
+    finally:
+        await bot.session.close()
+    assert [getattr(s, "query", None) for s in sent] == ["light  101", "x" * 64]
+    assert [m["text"] for m in sandbox.messages(3004)] == [t("find.usage", "en")] * 2
+
+
 async def test_a_request_opens_by_its_number(sandbox: SandboxAPI) -> None:
     settings = get_settings()
     sent: list[object] = []

@@ -359,6 +359,32 @@ def test_each_role_gets_its_own_command_menu(desk: Desk) -> None:
     assert set(commands_for(Role.RESIDENT)) < set(commands_for(Role.STAFF))
 
 
+def test_find_searches_texts_places_and_comments_for_staff_only(desk: Desk) -> None:
+    light = desk.create(title="Light broken", description="Dark", location="Room 101")
+    desk.create(title="Light flickers", description="On and off", location="Room 202")
+    leak = desk.create(title="Leak", description="Water under the sink", location="Flat 7")
+    desk.run(c.AddComment, STAFF, request_id=leak, text="Plumber booked for Friday")
+    desk.run(c.FindRequests, STAFF, query="light 101")
+    found = desk.last(STAFF)
+    assert "Found «light 101»: 1 (page 1 of 1)" in found["text"]
+    assert RequestCb(action="open", id=light).pack() in desk.buttons(found)
+    desk.run(c.FindRequests, STAFF, query="plumber")  # in a comment
+    assert desk.buttons(desk.last(STAFF))[0] == RequestCb(action="open", id=leak).pack()
+    desk.run(c.FindRequests, STAFF, query="ceiling")
+    assert desk.texts(STAFF)[-1] == "Nothing found for «ceiling»."
+    desk.run(c.FindRequests, RESIDENT, query="light")
+    assert desk.texts(RESIDENT)[-1] == "⛔ You are not allowed to do that."
+    # Pages: newest first, the query carried by the buttons.
+    for n in range(7):
+        desk.create(title=f"Light {n}", description="Dark", location="Hall")
+    desk.run(c.FindRequests, ADMIN, query="light")
+    first = desk.last(ADMIN)
+    assert "9 (page 1 of 2)" in first["text"]
+    assert ListCb(kind="find", page=1, loc="light").pack() in desk.buttons(first)
+    desk.run(c.FindRequests, ADMIN, query="light", page=1, edit_message_id=first["message_id"])
+    assert "page 2 of 2" in desk.last(ADMIN)["text"]
+
+
 def test_priority_change_by_staff_only(desk: Desk) -> None:
     rid = desk.create()
     desk.run(c.ChangePriority, RESIDENT, request_id=rid, priority=Priority.URGENT)

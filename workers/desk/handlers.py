@@ -13,6 +13,7 @@ from core.commands import (
     AddComment,
     ChangePriority,
     CreateRequest,
+    FindRequests,
     ListStaff,
     RateRequest,
     SetRole,
@@ -143,6 +144,27 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         pages=page.pages,
         status=status,
         loc=loc,
+    )
+    _show_list(ctx, text, keyboard, command.edit_message_id)
+
+
+def find_requests(session: Session, command: FindRequests, replies: Replies) -> None:
+    ctx = Ctx.load(session, command, replies)
+    if not require_staff(ctx):
+        return
+    # Every page looks for what the page buttons carry back (cut to fit, without ":").
+    query = safe_fragment(command.query, render.QUEUE_FILTER_BYTES)
+    if not query:
+        ctx.reply("find.usage")
+        return
+    page = q.search_requests(session, query, command.page, render.PAGE_SIZE)
+    if page.total == 0 and not command.edit_message_id:
+        ctx.reply("find.empty", query=query)
+        return
+    pages = {"page": page.number + 1, "pages": page.pages}
+    text = t("find.title", ctx.lang, query=query, total=page.total, **pages)
+    keyboard = render.list_keyboard(
+        page.rows, ctx.lang, kind=ListKind.FIND, page=page.number, pages=page.pages, loc=query
     )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
