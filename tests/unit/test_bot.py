@@ -109,7 +109,8 @@ async def test_a_rate_limited_reply_is_retried_after_retry_after(
     assert sandbox.stats()["rejected_429"] >= 1
 
 
-async def test_find_enqueues_the_words_or_says_how(sandbox: SandboxAPI) -> None:
+async def _enqueued(sandbox: SandboxAPI, user_id: int, texts: tuple[str, ...]) -> list[object]:
+    """What the bot enqueues for these messages of one user (nothing reaches a broker)."""
     settings = get_settings()
     sent: list[object] = []
 
@@ -120,31 +121,23 @@ async def test_find_enqueues_the_words_or_says_how(sandbox: SandboxAPI) -> None:
     bot = create_bot(settings)
     dp = create_dispatcher(settings, Recorder("memory://"))
     try:
-        for text in ("/find light  101", "/find", "/find \u200b", "/find " + "x" * 100):
-            sandbox.send_text(3004, text)
-        await feed_pending_updates(bot, dp)
+        for text in texts:
+            sandbox.send_text(user_id, text)
+        assert await feed_pending_updates(bot, dp) == len(texts)
     finally:
         await bot.session.close()
+    return sent
+
+
+async def test_find_enqueues_the_words_or_says_how(sandbox: SandboxAPI) -> None:
+    texts = ("/find light  101", "/find", "/find \u200b", "/find " + "x" * 100)
+    sent = await _enqueued(sandbox, 3004, texts)
     assert [getattr(s, "query", None) for s in sent] == ["light  101", "x" * 64]
     assert [m["text"] for m in sandbox.messages(3004)] == [t("find.usage", "en")] * 2
 
 
 async def test_a_request_opens_by_its_number(sandbox: SandboxAPI) -> None:
-    settings = get_settings()
-    sent: list[object] = []
-
-    class Recorder(CommandQueue):
-        async def send(self, command: object) -> None:
-            sent.append(command)
-
-    bot = create_bot(settings)
-    dp = create_dispatcher(settings, Recorder("memory://"))
-    try:
-        for text in ("#12", "/r 7", " #3 ", "/r abc", "/r 0", "/r"):
-            sandbox.send_text(3004, text)
-        assert await feed_pending_updates(bot, dp) == 6
-    finally:
-        await bot.session.close()
+    sent = await _enqueued(sandbox, 3004, ("#12", "/r 7", " #3 ", "/r abc", "/r 0", "/r"))
     assert [(type(s).__name__, getattr(s, "request_id", None)) for s in sent] == [
         ("ShowRequest", 12),
         ("ShowRequest", 7),
