@@ -33,10 +33,11 @@ class Status(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     REOPENED = "reopened"
+    CLOSED = "closed"  # done and not reopened within REOPEN_WINDOW_DAYS (maintenance.retention)
 
 
 OPEN_STATUSES = frozenset({Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED})
-FINAL_STATUSES = frozenset({Status.REJECTED, Status.CANCELLED})
+FINAL_STATUSES = frozenset({Status.REJECTED, Status.CANCELLED, Status.CLOSED})
 
 
 class Action(StrEnum):
@@ -67,6 +68,7 @@ class EventAction(StrEnum):
     UNDELIVERED = "undelivered"  # a notice did not arrive; the note holds the user's id
     ESCALATED = "escalated"  # past its SLA: from_status/to_status hold the old and new priority
     REPAIRED = "repaired"  # a consistency repair; the note says what was fixed
+    CLOSE = "close"  # done, and the reopen window passed: closed by maintenance.retention
 
     @classmethod
     def of(cls, action: Action) -> EventAction:
@@ -203,7 +205,7 @@ def can_comment(status: Status, viewer: Viewer) -> bool:
 
 
 def can_rate(status: Status, viewer: Viewer) -> bool:
-    return status is Status.DONE and viewer.is_author
+    return status in (Status.DONE, Status.CLOSED) and viewer.is_author
 
 
 def can_change_priority(status: Status, viewer: Viewer) -> bool:

@@ -93,7 +93,7 @@ class Request(Base):
         ),
         CheckConstraint(
             "status IN ('new', 'accepted', 'in_progress', 'done', 'rejected', 'cancelled',"
-            " 'reopened')",
+            " 'reopened', 'closed')",
             name="status",
         ),
         CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),

@@ -242,6 +242,48 @@ def test_reopen_after_the_window_is_refused(desk: Desk) -> None:
     assert "more than 7 days ago" in desk.texts(RESIDENT)[-1]
 
 
+def test_done_requests_close_once_the_reopen_window_has_passed(desk: Desk) -> None:
+    from core.domain import EventAction
+    from db.models import RequestEvent
+    from workers.upkeep import consistency, retention
+
+    old, recent, still_open = desk.create(), desk.create(), desk.create()
+    _finish(desk, old)
+    _finish(desk, recent)
+    with Session(desk.engine) as s:
+        s.get(Request, old).done_at = datetime.now(UTC) - timedelta(days=8)  # type: ignore[union-attr]
+        s.commit()
+    assert retention.prune() == {"requests_closed": 1}
+    assert retention.prune() == {}  # closed once
+    closed = desk.request(old)
+    assert (closed.status, closed.closed_at is not None) == ("closed", True)
+    assert [desk.request(r).status for r in (recent, still_open)] == ["done", "new"]
+    with Session(desk.engine) as s:
+        last = s.scalars(
+            select(RequestEvent).where(RequestEvent.request_id == old).order_by(RequestEvent.id)
+        ).all()[-1]
+        assert (last.action, last.from_status, last.to_status) == (
+            EventAction.CLOSE,
+            "done",
+            "closed",
+        )
+    assert consistency.check().totals == {}  # a closed request keeps every invariant
+    # Its author can no longer reopen or comment, but may still rate it.
+    desk.run(c.TransitionRequest, RESIDENT, request_id=old, action=Action.REOPEN)
+    assert desk.texts(RESIDENT)[-1] == (
+        f"Request #{old} is closed: it was done more than 7 days ago. Please create a new one."
+    )
+    desk.run(c.AddComment, RESIDENT, request_id=old, text="Still broken")
+    assert desk.texts(RESIDENT)[-1] == f"Comments are closed on request #{old}."
+    desk.run(c.RateRequest, RESIDENT, request_id=old, rating=4)
+    assert desk.request(old).rating == 4
+    desk.run(c.ShowRequest, RESIDENT, request_id=old)
+    card = desk.last(RESIDENT)
+    assert "closed" in card["text"] and not any("reopen" in b for b in desk.buttons(card))
+    desk.run(c.ShowRequest, RESIDENT, request_id=recent)
+    assert any("reopen" in b for b in desk.buttons(desk.last(RESIDENT)))  # done: still may
+
+
 def test_comments_reach_the_other_side(desk: Desk) -> None:
     rid = desk.create()
     desk.run(c.TransitionRequest, STAFF, request_id=rid, action=Action.ACCEPT)

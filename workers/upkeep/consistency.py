@@ -75,12 +75,18 @@ TRANSITION_ACTIONS = tuple(
         EventAction.REJECT,
         EventAction.CANCEL,
         EventAction.REOPEN,
+        EventAction.CLOSE,
     )
 )
 STATUSES = frozenset(s.value for s in Status)
 STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
 ASSIGNED_STATUSES = (Status.ACCEPTED.value, Status.IN_PROGRESS.value)
-RATED_STATUSES = (Status.DONE.value, Status.REJECTED.value, Status.CANCELLED.value)
+RATED_STATUSES = (
+    Status.DONE.value,
+    Status.CLOSED.value,
+    Status.REJECTED.value,
+    Status.CANCELLED.value,
+)
 STAMPS = ("accepted_at", "started_at", "done_at", "closed_at")
 IDENTITY = ("telegram_id", "username", "first_name", "last_name")
 
@@ -95,6 +101,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     Status.REOPENED: ("accepted_at", "started_at"),
     Status.REJECTED: ("closed_at",),
     Status.CANCELLED: ("closed_at",),
+    Status.CLOSED: ("accepted_at", "started_at", "done_at", "closed_at"),
 }
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     Status.NEW: ("accepted_at", "started_at", "done_at", "closed_at"),
@@ -105,6 +112,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     Status.REOPENED: ("done_at", "closed_at"),
     Status.REJECTED: ("done_at",),
     Status.CANCELLED: ("accepted_at", "started_at", "done_at"),
+    Status.CLOSED: (),
 }
 
 
@@ -162,7 +170,7 @@ def replay(events: Iterable[RequestEvent]) -> History:
             h.stamps["started_at"] = at
         elif e.action == EventAction.DONE:
             h.stamps["done_at"] = at
-        elif e.action in (EventAction.REJECT, EventAction.CANCEL):
+        elif e.action in (EventAction.REJECT, EventAction.CANCEL, EventAction.CLOSE):
             h.stamps["closed_at"] = at
         elif e.action == EventAction.REOPEN:
             h.stamps["done_at"], h.reopened = None, True
