@@ -89,10 +89,17 @@ def test_each_breach_is_escalated_once_and_told(
         "⏰ Request #1 is overdue by 1 h: Problem 1\nPlace: Room 1 · assignee: —\n"
         "Priority raised: 🔥 urgent → 🔥 urgent"
     ]
-    staff = [m["text"] for m in sandbox.messages(STAFF)]
-    assert len(staff) == 2 and "Request #2 is overdue by 1 d: Problem 2" in staff[1]
-    assert "assignee: Anna" in staff[1]
-    assert len(sandbox.messages(ADMIN)) == 2  # admins hear of every one
+    # Anna has #2 and hears of the unassigned #1 too: one message naming both, most late first.
+    admin = [m["text"] for m in sandbox.messages(ADMIN)]
+    assert (
+        [m["text"] for m in sandbox.messages(STAFF)]
+        == admin
+        == [
+            "⏰ 2 requests are overdue; their priority was raised:\n"
+            "• #2 Problem 2: overdue by 1 d · Room 2 · Anna · normal → high\n"
+            "• #1 Problem 1: overdue by 1 h · Room 1 · — · 🔥 urgent → 🔥 urgent"
+        ]
+    )
     assert sandbox.messages(RESIDENT) == []
     with Session(db) as s:
         event = s.scalars(select(RequestEvent).where(RequestEvent.action == "escalated")).first()
@@ -115,6 +122,45 @@ def test_two_runs_at_once_escalate_each_breach_once(db: Engine, desk: dict[str, 
     with Session(db) as s:
         events = s.scalars(select(RequestEvent).where(RequestEvent.action == "escalated")).all()
     assert len(events) == 2
+
+
+def test_a_backlog_found_at_once_is_one_digest_per_person_within_telegrams_limit(
+    db: Engine, sandbox: SandboxAPI, desk: dict[str, int]
+) -> None:
+    with Session(db) as s:
+        author = s.scalars(select(User.id).where(User.telegram_id == RESIDENT)).one()
+        s.add_all(
+            Request(
+                id=100 + i,
+                author_id=author,
+                title="A long title that takes room " + "x" * 60,
+                description="…",
+                location="Block " + str(i),
+                priority="urgent",
+                status="new",
+                created_at=AT - timedelta(hours=5, minutes=i),
+            )
+            for i in range(120)
+        )
+        s.commit()
+    count, notices = escalate(at=AT)
+    assert count == 122
+    outbox.deliver(notices)
+    for user in (STAFF, STAFF2, ADMIN):
+        (text,) = [m["text"] for m in sandbox.messages(user)]  # one message each
+        assert len(text) <= 4096 and text.startswith("⏰ ")
+        shown = text.count("\n• #")
+        assert 10 < shown < 120
+        assert text.endswith(
+            f"…and {(122 if user != STAFF2 else 121) - shown} more: /queue lists overdue requests first."
+        )
+    first = sandbox.messages(STAFF2)[0]["text"].split("\n")[1]
+    assert first.startswith("• #219 ")  # the most overdue first
+    with Session(db) as s:  # each request still has its own history event
+        assert (
+            len(s.scalars(select(RequestEvent).where(RequestEvent.action == "escalated")).all())
+            == 122
+        )
 
 
 def run(model: type[c.Command], user: int, **fields: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -54,14 +55,13 @@ def escalate(*, at: datetime | None = None, budget_s: float | None = None) -> tu
                 .limit(BATCH)
                 .with_for_update(of=Request, skip_locked=True)
             ).all()
-            # Who hears of it, looked up once a batch (a large site has hundreds of staff).
-            people = _People(session)
-            written = [
-                _escalate_one(session, request, started, at, sla, people)
-                for request, started in rows
-            ]
-            session.flush()  # one flush a batch: the outbox rows go in as multi-row INSERTs
-            notices += [r.id for replies in written for r in replies.rows]
+            if rows:
+                breaches = [
+                    _escalate_one(session, request, started, at, sla) for request, started in rows
+                ]
+                replies = _tell(session, breaches, at)
+                session.flush()  # one flush a batch: events and notices go in as multi-row INSERTs
+                notices += [r.id for r in replies.rows]
             escalated += len(rows)
         if len(rows) < BATCH:
             break
@@ -70,11 +70,12 @@ def escalate(*, at: datetime | None = None, budget_s: float | None = None) -> tu
     return escalated, notices
 
 
-class _People:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.staff = [u for u in staff_members(session) if u.role == Role.STAFF]
-        self.admins = list(session.scalars(select(User).where(User.role == Role.ADMIN)))
+@dataclass(frozen=True)
+class Breach:
+    request: Request
+    late: timedelta
+    before: str
+    after: str
 
 
 def _escalate_one(
@@ -83,8 +84,7 @@ def _escalate_one(
     started: datetime,
     at: datetime,
     sla: Mapping[str, timedelta],
-    people: _People,
-) -> Replies:
+) -> Breach:
     from core.clock import as_utc
 
     late = at - (as_utc(started) + sla[request.priority])
@@ -100,31 +100,68 @@ def _escalate_one(
             created_at=at,
         )
     )
-    # One notice per breach: the key names the request and the moment of this escalation.
-    replies = Replies.for_job(session, f"escalate:{request.id}:{at.isoformat()}")
-    assignee = users_by_id(session, {request.assignee_id}).get(request.assignee_id or 0)
-    told = [assignee] if assignee is not None else list(people.staff)
-    told += people.admins
-    seen: set[int] = set()
-    for user in told:
-        if user.telegram_id is None or not user.reachable or user.telegram_id in seen:
-            continue
-        seen.add(user.telegram_id)
+    return Breach(request, late, before, after)
+
+
+def _tell(session: Session, breaches: list[Breach], at: datetime) -> Replies:
+    """Each breach to its assignee (every staff member when nobody has it) and the admins: one
+    message per person a batch, naming each of their requests, so a backlog found at once (the
+    first run after an import or an outage) is a digest, not hundreds of messages each."""
+    staff = [u for u in staff_members(session) if u.role == Role.STAFF]
+    admins = list(session.scalars(select(User).where(User.role == Role.ADMIN)))
+    assignees = users_by_id(session, {b.request.assignee_id for b in breaches})
+    heard: dict[int, tuple[User, list[Breach]]] = {}
+    for breach in breaches:
+        assignee = assignees.get(breach.request.assignee_id or 0)
+        for user in ([assignee] if assignee is not None else staff) + admins:
+            if user.telegram_id is None or not user.reachable:
+                continue
+            entry = heard.setdefault(user.telegram_id, (user, []))
+            if not entry[1] or entry[1][-1] is not breach:
+                entry[1].append(breach)
+    # One notice per person and batch: the key names the batch's first request and the moment.
+    replies = Replies.for_job(session, f"escalate:{breaches[0].request.id}:{at.isoformat()}")
+    for chat_id, (user, theirs) in heard.items():
         lang = user.language
-        replies.message(
-            user.telegram_id,
-            t(
-                "sla.overdue",
-                lang,
-                id=request.id,
-                title=request.title,
-                late=duration(late, lang),
-                location=request.location,
-                assignee=name_of(assignee, lang) if assignee else t("nobody", lang),
-                before=priority_text(before, lang),
-                after=priority_text(after, lang),
-            ),
-            user_id=user.id,
-            request_id=request.id,
-        )
+        if len(theirs) == 1:
+            text = _overdue(theirs[0], assignees, lang, "sla.overdue")
+        else:
+            text = _digest(theirs, assignees, lang)
+        only = theirs[0].request.id if len(theirs) == 1 else None
+        replies.message(chat_id, text, user_id=user.id, request_id=only)
     return replies
+
+
+def _overdue(breach: Breach, assignees: Mapping[int, User], lang: str, key: str) -> str:
+    request = breach.request
+    assignee = assignees.get(request.assignee_id or 0)
+    return t(
+        key,
+        lang,
+        id=request.id,
+        title=request.title,
+        late=duration(breach.late, lang),
+        location=request.location,
+        assignee=name_of(assignee, lang) if assignee else t("nobody", lang),
+        before=priority_text(breach.before, lang),
+        after=priority_text(breach.after, lang),
+    )
+
+
+# Telegram takes 4,096 characters; the markup counts here, so this leaves room for the tail.
+DIGEST_LIMIT = 3800
+
+
+def _digest(breaches: list[Breach], assignees: Mapping[int, User], lang: str) -> str:
+    """The most overdue first, as many as fit; the rest counted, pointing at /queue."""
+    ordered = sorted(breaches, key=lambda b: b.late, reverse=True)
+    text = str(t("sla.overdue_many", lang, count=len(ordered)))
+    shown = 0
+    for breach in ordered:
+        line = "\n" + str(_overdue(breach, assignees, lang, "sla.overdue_line"))
+        if len(text) + len(line) > DIGEST_LIMIT:
+            break
+        text, shown = text + line, shown + 1
+    if shown < len(ordered):
+        text += "\n" + str(t("sla.overdue_more", lang, more=len(ordered) - shown))
+    return text
