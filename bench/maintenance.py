@@ -58,7 +58,7 @@ from bench.reports import (
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/zavhoz_bench_maintenance"
 SOURCE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/zavhoz_bench_reports"
-VERSION = 1  # of the comments and the plants: a base made by another version is made again
+VERSION = 2  # of the comments, closing and plants: a base of another version is made again
 COMMENTS = 2_000_000
 PLANT = 1_000  # of each consistency and orphan kind, and of each retention kind
 OVERDUE = 500
@@ -180,6 +180,8 @@ def prepare_base(base: str, reseed: bool) -> dict[str, Any]:
         )
     t0 = time.monotonic()
     seed_comments(conninfo(base), marker, COMMENTS)
+    closed = close_past_window(conninfo(base))
+    print(f"data set: {closed:,} done requests past the reopen window closed", flush=True)
     marker = {
         **marker,
         "maintenance": {
@@ -190,6 +192,32 @@ def prepare_base(base: str, reseed: bool) -> dict[str, Any]:
     }
     write_marker(base, marker)
     return marker
+
+
+def close_past_window(info: str) -> int:
+    """What a site running maintenance.retention has: done requests past the reopen window
+    (7 days) closed a week after they were done, with their close events."""
+    import psycopg
+
+    cut = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
+    with psycopg.connect(info) as conn:
+        conn.execute("SET synchronous_commit = off")
+        conn.execute(
+            f"INSERT INTO request_events ({EVENT_COLUMNS}) SELECT id, NULL, 'close', 'done',"
+            " 'closed', NULL, done_at + interval '7 days' FROM requests"
+            " WHERE status = 'done' AND done_at < %s ORDER BY id",
+            (cut,),
+        )
+        cur = conn.execute(
+            "UPDATE requests SET status = 'closed', closed_at = done_at + interval '7 days',"
+            " version = version + 1 WHERE status = 'done' AND done_at < %s",
+            (cut,),
+        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE requests")
+        conn.execute("ANALYZE request_events")
+        return cur.rowcount
 
 
 def seed_comments(info: str, marker: dict[str, Any], total: int) -> None:
@@ -288,6 +316,8 @@ class Plants:
     orphans: dict[str, list[Any]] = field(default_factory=dict)
     overdue: list[int] = field(default_factory=list)
     retention: dict[str, int] = field(default_factory=dict)
+    closing: list[int] = field(default_factory=list)  # done past the reopen window
+    closing_decoys: list[int] = field(default_factory=list)
 
 
 class Life:
@@ -435,6 +465,17 @@ def plant(info: str, marker: dict[str, Any], var_dir: Path) -> Plants:
                 if k % 5 > 1:
                     item.go("start", who, "in_progress", "started_at")
             plants.overdue.append(item.rid)
+
+        # Auto-close: done 9 days before the wall clock (past REOPEN_WINDOW_DAYS, 7); decoys
+        # done 2 days before it.
+        closing = []
+        for k in range(PLANT + DECOYS):
+            who = rng.choice(staff)
+            item = life(wall - dt.timedelta(days=9 if k < PLANT else 2))
+            item.go("accept", who, "accepted", "accepted_at")
+            item.go("start", who, "in_progress", "started_at").go("done", who, "done", "done_at")
+            closing.append(item.rid)
+        plants.closing, plants.closing_decoys = closing[:PLANT], closing[PLANT:]
 
         with conn.cursor().copy(f"COPY requests ({REQUEST_COLUMNS}) FROM STDIN") as copy:
             for item in lives:
@@ -703,6 +744,14 @@ def operate(name: str, anchor_iso: str) -> dict[str, Any]:
         path, deleted = orphans.apply(backup_dir=get_settings().var_dir / "backups")
         out.update(path=str(path), deleted={f.kind: f.count for f in deleted})
     elif name == "retention":
+        window = dt.timedelta(days=get_settings().reopen_window_days)
+        due = Request.done_at < dt.datetime.now(dt.UTC) - window
+        with session_scope() as session:
+            out["due_closing"] = session.scalar(
+                select(func.count()).select_from(Request).where(Request.status == "done", due)
+            )
+        in_db.clear()
+        t0 = time.perf_counter()
         out["counts"] = retention.prune()
     else:
         raise ValueError(name)
@@ -754,6 +803,17 @@ def remaining(info: str, plants: Plants) -> dict[str, int]:
             ).fetchone()
             out[kind] = int(row[0]) if row else -1
     return out
+
+
+def closing_left(info: str, plants: Plants) -> dict[str, int]:
+    """Planted done requests past the window still done, and decoys closed (should be none)."""
+    import psycopg
+
+    with psycopg.connect(info) as conn:
+        count = "SELECT count(*) FROM requests WHERE id = ANY(%s) AND status = %s"
+        old = conn.execute(count, (plants.closing, "done")).fetchone()
+        young = conn.execute(count, (plants.closing_decoys, "closed")).fetchone()
+    return {"planted still done": old[0] if old else -1, "decoys closed": young[0] if young else -1}
 
 
 def fmt(counts: dict[str, int]) -> str:
@@ -860,8 +920,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"deleted {gone:,}" + (f", planted left {left[kind]}" if left.get(kind) else ""),
             ]
         )
-    br = base_line["retention"]
-    retention_ok = True
+    br = {**base_line["retention"], "requests_closed": results["retention"]["due_closing"]}
+    plants.retention["requests_closed"] = 0  # the due ones, the planted among them, counted above
+    closing = closing_left(conninfo(url), plants)
+    retention_ok = closing == {"planted still done": 0, "decoys closed": 0}
+    kinds.append(["retention: planted closing", fmt(closing), "0, 0", "-", ""])
     for kind, n in plants.retention.items():
         got = results["retention"]["counts"].get(kind, 0)
         want = br.get(kind, 0) + n

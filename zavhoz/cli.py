@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.queues import ALL_QUEUES
-from core.settings import SANDBOX_URL, get_settings
+from core.settings import SANDBOX_URL, Settings, get_settings
 
 _SANDBOX_PORT = int(SANDBOX_URL.rsplit(":", 1)[1])
 # On embedded defaults with the sandbox and no ADMIN_IDS, `make chat`'s user is the admin.
@@ -129,7 +129,6 @@ def _up(args: argparse.Namespace) -> int:
     """The whole system on one machine: sandbox (without a token), migrations, worker, beat, bot."""
     from core.logging import QUIET_ENV
     from core.readiness import ENV as READY_ENV
-    from db import migrate
 
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +139,25 @@ def _up(args: argparse.Namespace) -> int:
         env[QUIET_ENV] = "1"  # one line per user action; LOG_LEVEL=DEBUG shows everything
     exe = [sys.executable, "-m", "zavhoz"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    # From here on Ctrl-C and SIGTERM stop what has been started, in order, whenever they come
+    # (the children run in sessions of their own: nothing else would stop them).
+    stop = _Stop()
+    try:
+        return _start(args, settings, env, exe, children, stop)
+    finally:
+        _stop_in_order(children, 0)
+
+
+def _start(
+    args: argparse.Namespace,
+    settings: Settings,
+    env: dict[str, str],
+    exe: list[str],
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    stop: _Stop,
+) -> int:
+    from db import migrate
+
     api_url = settings.api_url
     if settings.bot_token is None and settings.telegram_api_url is None:
         if not _port_free(args.sandbox_port):
@@ -164,8 +182,10 @@ def _up(args: argparse.Namespace) -> int:
     children.append(("worker", _child(worker, env)))
     children.append(("beat", _child([*exe, "beat"], env)))
     children.append(("bot", _child([*exe, "bot"], env)))
-    if not _wait_ready(ready_dir, ("worker", "beat", "bot"), children):
-        return _stop_in_order(children, 1)
+    if stop.requested:
+        return 130
+    if not _wait_ready(settings.var_dir / "ready", ("worker", "beat", "bot"), children, stop):
+        return 130 if stop.requested else 1
     broker = "Redis" if settings.redis_url else "an embedded broker under " + str(settings.var_dir)
     print(
         f"\nzavhoz is up: Bot API at {api_url}, {broker}, database {settings.db_url}.\n"
@@ -175,7 +195,7 @@ def _up(args: argparse.Namespace) -> int:
         f"Stop with Ctrl-C.\n",
         flush=True,
     )
-    return _supervise(children)
+    return _supervise(children, stop)
 
 
 def _roles_hint(env: dict[str, str]) -> str:
@@ -207,14 +227,27 @@ def _port_free(port: int) -> bool:
     return True
 
 
+class _Stop:
+    """Whether Ctrl-C or SIGTERM came (the handlers are installed when it is made)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._request)
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, *_: object) -> None:
+        self.requested = True
+
+
 def _wait_ready(
     ready_dir: Path,
     names: Sequence[str],
     children: list[tuple[str, subprocess.Popen[bytes]]],
+    stop: _Stop,
     timeout: float = 120,
 ) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.requested:
         if all((ready_dir / name).exists() for name in names):
             return True
         for name, child in children:
@@ -222,27 +255,19 @@ def _wait_ready(
                 print(f"zavhoz: {name} exited with {child.returncode}", file=sys.stderr)
                 return False
         time.sleep(0.1)
-    print(f"zavhoz: not ready after {timeout:.0f} s; stopping", file=sys.stderr)
+    if not stop.requested:
+        print(f"zavhoz: not ready after {timeout:.0f} s; stopping", file=sys.stderr)
     return False
 
 
-def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    code = 0
-    while not stopping:
+def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]], stop: _Stop) -> int:
+    while not stop.requested:
         for name, child in children:
             if child.poll() is not None:
                 print(f"zavhoz: {name} exited with {child.returncode}; stopping", file=sys.stderr)
-                code, stopping = 1, True
+                return 1
         time.sleep(0.2)
-    return _stop_in_order(children, code)
+    return 0
 
 
 # Who stops first: the bot (no new updates), then the worker (finishes or hands back what it

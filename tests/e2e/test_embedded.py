@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,3 +85,42 @@ def test_up_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
         " zavhoz up --sandbox-port PORT"
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in text:
+            found.add(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_ctrl_c_while_starting_stops_everything_it_started(tmp_path: Path) -> None:
+    procs = Processes(tmp_path, {})
+    try:
+        up = procs.start("up", "up", "--sandbox-port", str(free_port()))
+        children: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(children) < 4 and time.monotonic() < deadline:  # sandbox, worker, beat, bot
+            children |= _children(up.popen.pid)
+            time.sleep(0.05)
+        assert len(children) == 4, children
+        assert "zavhoz is up" not in up.log()  # still starting: they import for seconds
+        os.kill(up.popen.pid, signal.SIGINT)  # what the terminal's Ctrl-C sends it
+        assert up.popen.wait(timeout=60) == 130
+        assert not [pid for pid in children if _alive(pid)], up.log()[-3000:]
+        assert "Traceback" not in up.log()
+    finally:
+        procs.stop_all()
