@@ -247,16 +247,23 @@ def _in_order() -> ColumnElement[bool]:
     messages to one chat arrive in the order they were written, whichever worker sends them.
     Edits (a broadcast's progress) and broadcast rows neither wait nor hold anyone up."""
     older = aliased(Outbox)
+    # A claimed row holds its chat while its sender may still be sending it: a send starts
+    # within MAX_LIMITER_WAIT_S of the claim and ends within _SEND_TIMEOUT_S (then the sender
+    # sends the followers itself). A row claimed longer ago belongs to a sender that died or
+    # lost its database after Telegram took it: its lease would block the chat for minutes,
+    # so its followers go.
+    lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+    sending_since = now() + lease - timedelta(seconds=MAX_LIMITER_WAIT_S + _SEND_TIMEOUT_S)
     return or_(
         Outbox.batch_id.is_not(None),
         ~Outbox.method.startswith("send"),
         ~exists().where(
             older.chat_id == Outbox.chat_id,
             older.id < Outbox.id,
-            # Only rows still waiting: one already claimed may belong to a sender that died or
-            # lost its database after Telegram took it (its lease would block the chat for
-            # minutes); its follower may overtake it by the length of one send.
-            older.state == OutboxState.PENDING,
+            or_(
+                older.state == OutboxState.PENDING,
+                (older.state == OutboxState.SENDING) & (older.next_attempt_at > sending_since),
+            ),
             older.batch_id.is_(None),
             older.method.startswith("send"),
         ),

@@ -105,3 +105,51 @@ def test_a_backlog_is_handed_on_not_held(
     send_signatures([outbox.retry_signature(report)])
     sandbox.wait_messages(CHAT, 5, timeout=30)
     assert texts(sandbox, CHAT) == [f"notice {n}" for n in range(5)]
+
+
+def test_a_message_being_sent_holds_the_newer_ones_until_it_is_through(
+    db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of two workers: the older row is claimed and waits on the limiter (or on
+    Telegram) while another worker is handed the newer one: the newer must not overtake it."""
+    import threading
+
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    first, second = write(db, "a", (CHAT, "Request #1 created"), (CHAT, "#1 in your list"))
+    claimed, overtaken = threading.Event(), threading.Event()
+    real_send = outbox.send_claimed
+
+    def slow_send(row: Outbox) -> tuple[str, object]:
+        if row.id == first:
+            claimed.set()
+            overtaken.wait(10)  # the other worker has had its go
+        return real_send(row)
+
+    monkeypatch.setattr(outbox, "send_claimed", slow_send)
+    older = threading.Thread(target=lambda: outbox.deliver([first]))
+    older.start()
+    assert claimed.wait(10)
+    report = outbox.deliver([second])  # another worker, meanwhile
+    overtaken.set()
+    older.join(10)
+    assert report.counts == {"skipped": 1} and report.retry_at == {}
+    assert texts(sandbox, CHAT) == ["Request #1 created", "#1 in your list"]
+
+
+def test_a_row_whose_sender_died_long_ago_does_not_hold_its_chat(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    from core.settings import get_settings
+
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    first, second = write(db, "a", (CHAT, "lost with its sender"), (CHAT, "next"))
+    lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+    with Session(db) as s:  # claimed a minute ago by a worker that is gone: lease still running
+        s.execute(
+            update(Outbox)
+            .where(Outbox.id == first)
+            .values(state="sending", next_attempt_at=now() + lease - timedelta(seconds=60))
+        )
+        s.commit()
+    assert outbox.deliver([second]).counts == {"sent": 1}
+    assert texts(sandbox, CHAT) == ["next"]
