@@ -19,7 +19,9 @@ from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 from kombu.transport.virtual import Empty
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
-from sqlalchemy import Engine, delete, text, update
+from sqlalchemy import Engine, delete, select, text, update
+
+from core.queues import INTERACTIVE
 
 SCHEME = "zavhoz-sqla"
 _ROW = "zavhoz_row_id"  # the message's row, carried in its properties until it is acked
@@ -31,9 +33,31 @@ class Channel(SQLAlchemyChannel):
     restore_every_s = 5.0
     _restored_at = 0.0
 
+    def _open(self) -> Any:
+        engine, session_maker = super()._open()
+        if engine not in _INDEXED:
+            # kombu indexes `visible` alone: its poll then sorts every visible message.
+            # IF NOT EXISTS: the bot, beat and the worker open the same file at once.
+            table = self.message_cls.__table__.name
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS ix_zavhoz_message_poll"
+                        f" ON {table} (queue_id, visible, timestamp, id)"
+                    )
+                )
+            _INDEXED.add(engine)
+        return engine, session_maker
+
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         obj = self._get_or_create(queue)  # type: ignore[attr-defined]
         message_cls = self.message_cls
+        # Idle polls read the index only and take no write lock: a worker polling its five
+        # queues costs next to nothing (the restore of expired messages still runs on time).
+        waiting = self._waiting(obj.id)
+        self.session.commit()  # the read's transaction ends before the write lock's begins
+        if not waiting and not self._restore_due():
+            raise Empty()
         if self.session.get_bind().dialect.name == "sqlite":
             self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:
@@ -51,15 +75,25 @@ class Channel(SQLAlchemyChannel):
                 raise Empty()
             # Invisible from now on: the timestamp now says when it was handed out.
             msg.visible, msg.sent_at = False, _now()
+            if queue == INTERACTIVE:  # people (the relay's every 30 s is not a conversation)
+                self.connection.active_at = time.monotonic()  # type: ignore[attr-defined]
             payload: dict[str, Any] = loads(bytes_to_str(msg.payload))
             payload.setdefault("properties", {})[_ROW] = msg.id
             return payload
         finally:
             self.session.commit()
 
+    def _waiting(self, queue_id: int) -> bool:
+        m = self.message_cls
+        waiting = select(m.id).where(m.queue_id == queue_id, m.visible.is_(True)).limit(1)
+        return self.session.execute(waiting).first() is not None
+
+    def _restore_due(self) -> bool:
+        return time.monotonic() - self._restored_at >= self.restore_every_s
+
     def _restore_expired(self) -> None:
         """Messages fetched by a worker that never acknowledged them are visible again."""
-        if time.monotonic() - self._restored_at < self.restore_every_s:
+        if not self._restore_due():
             return
         self._restored_at = time.monotonic()
         expired = _now() - timedelta(seconds=self.visibility_timeout_s)
@@ -104,7 +138,18 @@ class Channel(SQLAlchemyChannel):
 
 class Transport(SQLAlchemyTransport):
     Channel = Channel
-    polling_interval = 0.1
+    active_at = 0.0  # when a message was last handed out
+
+    @property
+    def polling_interval(self) -> float:  # type: ignore[override]
+        # Quick while people talk to the bot; a quiet system polls five times less often (the
+        # first command after a quiet spell waits half a second at most).
+        return 0.1 if time.monotonic() - self.active_at < QUICK_FOR_S else 0.5
+
+
+# How long after a command the broker keeps polling every 0.1 s.
+QUICK_FOR_S = 60.0
+_INDEXED: set[Engine] = set()
 
 
 def _now() -> datetime:
