@@ -29,6 +29,7 @@ class Envelope:
     user: User | None
     chat: Chat | None  # None: a button under a message the bot can no longer see
     commands: CommandQueue | None
+    origin: str | None = None  # see core.commands.Command.origin
     # When this bot got the update: commands carry it (see core.commands.Command.issued_at).
     received_at: datetime = field(default_factory=now)
 
@@ -38,9 +39,11 @@ class Envelope:
     ) -> Envelope:
         if isinstance(event, Message):
             chat: Chat | None = event.chat
+            origin = f"m:{event.chat.id}:{event.message_id}"
         else:
             chat = event.message.chat if event.message else None
-        return cls(idempotency_key(update_id), event.from_user, chat, commands)
+            origin = f"c:{event.id}"
+        return cls(idempotency_key(update_id), event.from_user, chat, commands, origin)
 
     @property
     def lang(self) -> str | None:
@@ -64,7 +67,11 @@ class Envelope:
     def build(self, command: type[C], /, **fields: Any) -> C:
         """`command` of this update by this actor (a ValidationError for bad fields)."""
         return command(
-            idempotency_key=self.key, actor=self.actor, issued_at=self.received_at, **fields
+            idempotency_key=self.key,
+            actor=self.actor,
+            issued_at=self.received_at,
+            origin=self.origin,
+            **fields,
         )
 
     async def enqueue(self, command: Command) -> None:

@@ -88,6 +88,10 @@ class Command(BaseModel):
     # When the bot received the update: a command issued before its user was erased must not
     # bring anything of them back when it is applied after (see db.users.upsert_user).
     issued_at: datetime | None = None
+    # Which Telegram message or button press it came from ("m:<chat>:<message id>",
+    # "c:<callback id>"): part of the fingerprint, so an update id Telegram numbers again
+    # (after a quiet week) is a new action even when it says the same thing (/my, /start).
+    origin: str | None = Field(default=None, max_length=100)
 
     def to_kwargs(self) -> dict[str, object]:
         return {"command": self.model_dump(mode="json", by_alias=True)}

@@ -19,8 +19,9 @@ EN = {
         "/start: the main menu\n"
         "/help: this message\n"
         "/export: all your data as a file; /forget_me: erase it\n\n"
-        "<b>Staff</b>: /queue [place] open requests, /mine assigned to you\n"
-        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]"
+        "<b>Staff</b>: /queue [place] open requests, /mine assigned to you, /find words\n"
+        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]\n\n"
+        "Staff and admins are named by an admin with /grant; the first admins are set by whoever runs the bot (ADMIN_IDS)."
     ),
     "unknown": "I did not understand that. Send /help to see what I can do.",
     "busy": "Sorry, something went wrong on our side. Please try again in a minute.",
@@ -52,8 +53,9 @@ RU = {
         "/start: главное меню\n"
         "/help: это сообщение\n"
         "/export: все ваши данные файлом; /forget_me: удалить их\n\n"
-        "<b>Сотрудникам</b>: /queue [место] открытые заявки, /mine назначенные вам\n"
-        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]"
+        "<b>Сотрудникам</b>: /queue [место] открытые заявки, /mine назначенные вам, /find слова\n"
+        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]\n\n"
+        "Сотрудников и администраторов назначает администратор командой /grant; первых администраторов задаёт тот, кто запускает бота (ADMIN_IDS)."
     ),
     "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",
     "busy": "Извините, у нас что-то пошло не так. Попробуйте через минуту.",

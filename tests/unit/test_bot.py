@@ -66,6 +66,7 @@ async def test_help_and_unknown_are_answered_by_the_bot_itself(sandbox: SandboxA
         await bot.session.close()
     texts = [m["text"] for m in sandbox.messages(3003)]
     assert texts[0] == texts[1] and texts[0].startswith("What I can do")
+    assert "named by an admin with /grant" in texts[0]  # how one becomes staff
     assert texts[2] == t("unknown", "en")
 
 

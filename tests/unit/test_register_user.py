@@ -31,6 +31,23 @@ def start(update_id: int, user_id: int = 1001, **actor: object) -> RegisterUser:
     )
 
 
+def test_the_same_command_from_another_message_under_a_reused_update_id_is_applied(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    """Telegram numbers updates again after a quiet week: the same user sending the same
+    command again is a new action (another message), while the same message twice is not."""
+    sandbox.send_text(1001, "/start")
+
+    def again(message_id: int) -> RegisterUser:
+        command = start(1, first_name="Ann")
+        return command.model_copy(update={"origin": f"m:1001:{message_id}"})
+
+    assert run_command(again(10), _register_user) is True
+    assert run_command(again(10), _register_user) is False  # Telegram sent it twice
+    assert run_command(again(500), _register_user) is True  # a week later, update id 1 again
+    assert len(sandbox.messages(1001)) == 2
+
+
 def count(engine: Engine, model: type) -> int:
     with Session(engine) as s:
         return s.scalar(select(func.count()).select_from(model)) or 0
