@@ -14,8 +14,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.clock import now
@@ -59,6 +60,7 @@ def escalate(*, at: datetime | None = None, budget_s: float | None = None) -> tu
                 breaches = [
                     _escalate_one(session, request, started, at, sla) for request, started in rows
                 ]
+                _raise_priorities(session, breaches, at)
                 replies = _tell(session, breaches, at)
                 session.flush()  # one flush a batch: events and notices go in as multi-row INSERTs
                 notices += [r.id for r in replies.rows]
@@ -89,7 +91,6 @@ def _escalate_one(
 
     late = at - (as_utc(started) + sla[request.priority])
     before, after = request.priority, raised(request.priority)
-    request.priority, request.escalated_at = after, at
     session.add(
         RequestEvent(
             request_id=request.id,
@@ -101,6 +102,18 @@ def _escalate_one(
         )
     )
     return Breach(request, late, before, after)
+
+
+def _raise_priorities(session: Session, breaches: list[Breach], at: datetime) -> None:
+    """One statement a batch (executemany), not an UPDATE per request; the rows are locked, and
+    their version goes up as the ORM's own updates do, so a stale writer still fails."""
+    table = cast(Table, Request.__table__)
+    session.execute(
+        table.update()
+        .where(table.c.id == bindparam("rid"))
+        .values(priority=bindparam("after"), escalated_at=at, version=table.c.version + 1),
+        [{"rid": b.request.id, "after": b.after} for b in breaches],
+    )
 
 
 def _tell(session: Session, breaches: list[Breach], at: datetime) -> Replies:
