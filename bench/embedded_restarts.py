@@ -293,6 +293,7 @@ class Run:
     stop_s: float | None = None  # Ctrl-C until `up` exited
     stopped: bool = True
     left_after_stop: int = 0
+    up_s: float | None = None  # first start to "zavhoz is up"
     up_again_s: float | None = None
     reply: str = "-"  # "before" the stop, "+12.3" s after the restart, or "never"
     recovery_s: float | None = None
@@ -329,7 +330,7 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
     arrivals: Arrivals | None = None
     title = f"Lamp {number} {stop} {after_s}"
     try:
-        machine.start()
+        run.up_s = machine.start()
         setup_staff(machine.api)
         author = Chat(machine.api, RESIDENT)
         author.say("/start")
@@ -371,6 +372,8 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
             run.reply = "never"
         elif times[0] < stopped_at:
             run.reply = "before"
+        elif times[0] < restarted:
+            run.reply = "stopping"  # a Ctrl-C's orderly stop sent it
         else:
             run.recovery_s = times[0] - restarted
             run.reply = f"+{run.recovery_s:.1f}"
@@ -489,6 +492,7 @@ def run_row(run: Run) -> list[object]:
         f"{run.after_s:g}",
         stop_took if run.stop == "ctrl-c" else "-",
         run.left_after_stop,
+        fmt(run.up_s),
         fmt(run.up_again_s),
         s.requests,
         s.created,
@@ -498,6 +502,7 @@ def run_row(run: Run) -> list[object]:
         s.dead_letters,
         s.unsent,
         run.reply,
+        fmt(run.recovery_s - run.up_again_s) if run.recovery_s and run.up_again_s else "-",
         fmt(run.settled_s) if run.settled_s is not None else "timeout",
         run.verdict(),
     ]
@@ -509,6 +514,7 @@ RUN_HEADERS = [
     "after s",
     "Ctrl-C->exit s",
     "left",
+    "up s",
     "up again s",
     "requests",
     "created",
@@ -518,6 +524,7 @@ RUN_HEADERS = [
     "dead letters",
     "unsent",
     "reply s",
+    "after up s",
     "settled s",
     "verdict",
 ]
@@ -533,8 +540,10 @@ def print_restarts(runs: list[Run], args: argparse.Namespace) -> str:
         "   requests: rows with the run's title (want 1); created: 'Request #N created' in the"
         " author's chat; 1002/1001: 'New request #N' to staff/admin (want 1 each); dead: outbox"
         " rows dead; unsent: pending or sending at the end; left: processes of up alive 0.3 s"
-        " after the stop; reply s: the author's reply, seconds after `up` was started again"
-        " ('before': it came before the stop); settled s: restart to nothing left in flight"
+        " after the stop; up s / up again s: start / restart to 'zavhoz is up'; reply s: the"
+        " author's reply, seconds after `up` was started again ('before': it came before the"
+        " stop, 'stopping': during Ctrl-C's orderly stop); after up s: the same from 'zavhoz is"
+        " up'; settled s: restart to nothing left in flight"
     )
     for run in runs:
         if run.snap and run.snap.dead_errors:
@@ -554,15 +563,24 @@ def print_restarts(runs: list[Run], args: argparse.Namespace) -> str:
     unsent = sum(s.unsent for s in snaps)
     recoveries = [r.recovery_s for r in done if r.recovery_s is not None]
     before = sum(1 for r in done if r.reply == "before")
+    stopping = sum(1 for r in done if r.reply == "stopping")
+    ups = [r.up_s for r in done if r.up_s is not None]
+    agains = [r.up_again_s for r in done if r.up_again_s is not None]
     hung = sum(1 for r in runs if not r.stopped)
     left = sum(r.left_after_stop for r in runs)
     errors = len(runs) - len(done)
     rec = (
         f"p50 {pct(recoveries, 0.5):.1f} s, max {max(recoveries):.1f} s"
-        f" ({len(recoveries)} replied after the restart, {before} before the stop)"
+        f" ({len(recoveries)} replied after the restart, {stopping} during Ctrl-C's stop,"
+        f" {before} before the stop)"
         if recoveries
-        else f"- (none replied after the restart; {before} before the stop)"
+        else f"- (none replied after the restart; {stopping} during the stop, {before} before)"
     )
+    if ups and agains:
+        rec += (
+            f"; start to 'zavhoz is up' p50 {pct(ups, 0.5):.1f} s,"
+            f" restart p50 {pct(agains, 0.5):.1f} s (max {max(agains):.1f} s)"
+        )
     summary = (
         f"restarts: {len(done)} runs ({errors} errors), {lost} lost, {duplicated} duplicated;"
         f" author told 0x in {told_missing}, 2x+ in {told_twice};"

@@ -4,10 +4,8 @@ tests, and two beat processes against real Redis firing each scheduled report on
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,7 +16,7 @@ from core.domain import ReportKind
 from core.settings import get_settings
 from db.models import User
 from tests.support import report_data
-from tests.support.processes import Processes
+from tests.support.processes import Processes, beat_sends
 from tests.support.sandbox_api import SandboxAPI
 from workers.reports.csv_export import write_csv
 from workers.reports.figures import compute
@@ -44,15 +42,6 @@ def test_figures_and_csv_on_postgres(pg_url: str, tmp_path: Path) -> None:
 
 
 TICK_S = 3
-
-
-def _sends(log: str, entry: str) -> list[float]:
-    """When a beat's log says it sent `entry`'s task (its JSON lines' timestamps)."""
-    return [
-        datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
-        for line in log.splitlines()
-        if f"Sending due task {entry}" in line and line.startswith("{")
-    ]
 
 
 def test_two_beats_send_each_scheduled_report_once_a_tick(
@@ -87,7 +76,7 @@ def test_two_beats_send_each_scheduled_report_once_a_tick(
         beat.stop()
     elapsed = time.monotonic() - first
     time.sleep(2)  # the last tick's task runs
-    sent_at = sorted(at for beat in beats for at in _sends(beat.log(), "report_daily"))
+    sent_at = sorted(at for beat in beats for at in beat_sends(beat.log(), "report_daily"))
     # One tick, one run: each task the beats sent ran once ...
     assert len(sent_at) == len(runs()), (sent_at, len(runs()))
     # ... and no tick was sent twice: the two beats' sends are a tick apart, never together.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,3 +81,14 @@ class Processes:
     def stop_all(self) -> None:
         for proc in reversed(self.started):
             proc.stop()
+
+
+def beat_sends(log: str, entry: str) -> list[float]:
+    """When a beat's JSON log says it sent the task of schedule entry `entry` (epoch seconds)."""
+    from datetime import datetime
+
+    return [
+        datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        for line in log.splitlines()
+        if f"Sending due task {entry} " in line and line.startswith("{")
+    ]
