@@ -322,6 +322,8 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     runs: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Where an incremental job got to (the consistency check's watermark); None: start afresh.
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class ErasureAudit(Base):

@@ -72,12 +72,14 @@ def _escalate() -> dict[str, int]:
 @app.task(name="maintenance.consistency", base=CappedTask)
 def check_consistency() -> dict[str, int]:
     """Check the invariants (nothing is changed: repairs are a person's call, with
-    `zavhoz maintenance consistency --repair`); tell the admins only when something is wrong."""
+    `zavhoz maintenance consistency --repair`), of what changed since the last check and once a
+    week of everything; tell the admins only when something is wrong."""
     return run_job("maintenance.consistency", _consistency)
 
 
 def _consistency() -> dict[str, int]:
-    report = consistency.check()
+    report = consistency.check(since=consistency.last_cursor())
+    consistency.remember(report)
     if report.totals:
         send_signatures([outbox.deliver_signature(consistency_notice.tell_admins(report))])
     return dict(report.totals)

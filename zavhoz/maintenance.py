@@ -21,6 +21,9 @@ def add_parser(sub: Any) -> None:
     jobs.add_parser("escalate", help="escalate open requests past their SLA")
     consistency = jobs.add_parser("consistency", help="check invariants; --repair fixes")
     consistency.add_argument("--repair", action="store_true")
+    consistency.add_argument(
+        "--full", action="store_true", help="every request, not only those changed since the last"
+    )
     orphans = jobs.add_parser("orphans", help="rows and keys whose owner is gone; --apply")
     orphans.add_argument("--apply", action="store_true", help="back up, then delete")
     jobs.add_parser("retention", help="delete what is past its retention")
@@ -87,9 +90,17 @@ def _retention(_: argparse.Namespace) -> tuple[int, dict[str, int]]:
 def _consistency(args: argparse.Namespace) -> tuple[int, dict[str, int]]:
     from workers.upkeep import consistency
 
-    with err.status("checking invariants…"):
-        report = consistency.repair() if args.repair else consistency.check()
-    table = _table("Consistency", "kind", "found", "repaired", "left")
+    since = consistency.last_cursor(full=args.full)
+    scope = (
+        "every request"
+        if since is None
+        else f"requests changed since {since.at:%Y-%m-%d %H:%M} UTC"
+    )
+    with err.status(f"checking invariants ({scope})…"):
+        check = consistency.repair if args.repair else consistency.check
+        report = check(since=since)
+    consistency.remember(report)
+    table = _table(f"Consistency: {scope}", "kind", "found", "repaired", "left")
     kinds = sorted(set(report.found) | set(report.totals) | set(report.repaired))
     for kind in kinds:
         found, fixed, left_n = (report.found, report.repaired, report.totals)

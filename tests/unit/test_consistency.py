@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.clock import as_utc, now
 from core.domain import Action, EventAction, Status, Viewer, decide
 from core.roles import Role
-from db.models import Broadcast, Outbox, Request, RequestEvent, User
+from db.models import Broadcast, JobRun, Outbox, Request, RequestEvent, User
 from tests.support.sandbox_api import SandboxAPI
 from workers.upkeep import consistency
 from workers.upkeep.consistency import Violation, check, repair, replay, stamp_faults
@@ -398,3 +398,53 @@ def test_the_nightly_job_tells_the_admins_only_when_something_is_wrong(
     assert "found 1 problem(s): erased_identity 1" in told["text"]
     check_consistency()  # again the same day: nobody is told twice
     assert len(sandbox.messages(8401)) == 1
+
+
+def test_an_incremental_check_sees_what_changed_and_what_was_wrong(db: Engine) -> None:
+    from sqlalchemy import update
+
+    p = plant(db)
+    whole = check()
+    assert whole.since is None and whole.next is not None
+    # From its cursor: the requests found wrong are looked at again, and stay reported.
+    again = check(since=whole.next)
+    assert _found(again.violations) == _found(whole.violations)
+    cursor = again.next
+    assert cursor is not None and cursor.full_at == whole.next.full_at
+    # Break three consistent requests after it, each in a way another path must see: a raw
+    # UPDATE (updated_at moves), an event restored with an old time (a new id), a new request.
+    touched, restored = p.consistent[0], p.consistent[1]
+    with Session(db) as s:
+        s.execute(update(Request).where(Request.id == touched).values(status="rejected"))
+        s.add(RequestEvent(request_id=restored, action="reopen", from_status="done",
+                           to_status="reopened", created_at=T0))  # fmt: skip
+        author = s.get(User, p.users["author"])
+        assert author is not None
+        fresh = Request(author_id=author.id, title="x", description="…", location="Hall",
+                        status="done", created_at=now())  # fmt: skip
+        s.add(fresh)
+        s.commit()
+        fresh_id = fresh.id
+    found = {(v.kind, v.row_id) for v in check(since=cursor).violations}
+    assert {(consistency.HISTORY_STATUS, rid) for rid in (touched, restored, fresh_id)} <= found
+    # Repaired, they are no longer looked at: the next incremental check is clean of them.
+    left = repair(since=cursor)
+    assert left.next is not None
+    assert set(left.next.open) == {v.row_id for v in left.violations if v.table == "requests"}
+
+
+def test_the_job_checks_incrementally_and_whole_once_a_week(db: Engine) -> None:
+    plant(db)
+    assert consistency.last_cursor() is None  # never checked: whole
+    report = check()
+    consistency.remember(report)
+    since = consistency.last_cursor()
+    assert since is not None and since == report.next
+    assert consistency.last_cursor(full=True) is None  # by hand: --full
+    with Session(db) as s:  # a week after the last whole check
+        run = s.get(JobRun, consistency.JOB)
+        assert run is not None and run.cursor is not None
+        stale = since.full_at - consistency.FULL_EVERY
+        run.cursor = {**run.cursor, "full_at": stale.isoformat()}
+        s.commit()
+    assert consistency.last_cursor() is None

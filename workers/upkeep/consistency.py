@@ -13,6 +13,13 @@ own rules), timestamps of later states and stray ratings are cleared; each fix a
 corrective `repaired` event and is logged. It works in batches, each a short transaction of its
 own, every row re-checked under its lock, so a concurrent command is never overwritten. What
 the history cannot decide is left reported.
+
+A check can be incremental (`since`, the cursor the previous check left): the request
+invariants are then checked only on requests that may have changed since (newer ids, updated or
+with events after it, by time and by id, so that a late commit or a restored row with an old
+time are both seen) and on those found wrong last time, which stay reported until they are
+fixed. The outbox, broadcast and user invariants are cheap and always checked whole. The
+scheduled job checks everything once a week (FULL_EVERY) and incrementally in between.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from core.clock import now
+from core.clock import as_utc, now
 from core.domain import EventAction, Status
 from core.logging import get_logger
 from core.roles import Role
@@ -33,6 +40,7 @@ from core.states import BroadcastState, OutboxState
 from db.models import Broadcast, Outbox, Request, RequestEvent, User
 from db.session import session_scope
 from workers.broadcasts.engine import DRAIN_SILENCE
+from workers.upkeep import jobs
 
 log = get_logger(__name__)
 
@@ -79,6 +87,7 @@ TRANSITION_ACTIONS = tuple(
     )
 )
 STATUSES = frozenset(s.value for s in Status)
+REQUEST_KINDS = (HISTORY_STATUS, STATUS_TIMESTAMPS, ASSIGNEE, STRAY_RATING)
 STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
 ASSIGNED_STATUSES = (Status.ACCEPTED.value, Status.IN_PROGRESS.value)
 RATED_STATUSES = (
@@ -116,6 +125,45 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 
+# A transaction may commit after a check that started later than its statements' now(): rows
+# changed this long before a check's start are looked at again by the next one. Tasks end
+# within their 45 s hard time limit, commands' transactions within seconds.
+SLACK = timedelta(minutes=5)
+FULL_EVERY = timedelta(days=7)
+OPEN_LIMIT = 10_000  # requests found wrong that the next check looks at again
+
+
+@dataclass(frozen=True)
+class Since:
+    """A check's cursor: the highest request and event ids and the time it started with, and the
+    requests it found wrong (see the module's docstring)."""
+
+    request_id: int
+    event_id: int
+    at: datetime
+    full_at: datetime  # when the last whole check started
+    open: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "event_id": self.event_id,
+            "at": self.at.isoformat(),
+            "full_at": self.full_at.isoformat(),
+            "open": list(self.open),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Since:
+        return cls(
+            int(data["request_id"]),
+            int(data["event_id"]),
+            datetime.fromisoformat(data["at"]),
+            datetime.fromisoformat(data["full_at"]),
+            tuple(int(i) for i in data.get("open", ())),
+        )
+
+
 @dataclass(frozen=True)
 class Violation:
     kind: str
@@ -135,6 +183,8 @@ class Report:
     totals: dict[str, int]
     repaired: dict[str, int] = field(default_factory=dict)
     found: dict[str, int] = field(default_factory=dict)
+    since: Since | None = None  # the cursor it started from (None: a whole check)
+    next: Since | None = None  # the cursor for the next check
 
     @property
     def ok(self) -> bool:
@@ -251,7 +301,30 @@ def _history_clause() -> tuple[Any, ColumnElement[bool]]:
     return (e, on), or_(last_to_status.is_(None), last_to_status != func.max(e.id))
 
 
-def _queries(at: datetime) -> dict[str, Select[Any]]:
+def _changed(since: Since) -> ColumnElement[bool]:
+    """Requests that may have changed since `since` (see the module's docstring)."""
+    after = since.at - SLACK
+    events = select(RequestEvent.request_id).where(
+        or_(RequestEvent.id > since.event_id, RequestEvent.created_at >= after)
+    )
+    return or_(
+        Request.id > since.request_id,
+        Request.updated_at >= after,
+        Request.id.in_(events),
+        Request.id.in_(since.open) if since.open else false(),
+    )
+
+
+def _queries(at: datetime, since: Since | None = None) -> dict[str, Select[Any]]:
+    queries = _all_queries(at)
+    if since is not None:
+        changed = _changed(since)
+        for kind in REQUEST_KINDS:
+            queries[kind] = queries[kind].where(changed)
+    return queries
+
+
+def _all_queries(at: datetime) -> dict[str, Select[Any]]:
     total = func.count().over().label("total")
     (events, on), disagrees = _history_clause()
     assignee = aliased(User)
@@ -386,20 +459,38 @@ def _plan_stamps(
     return {**{s: history.stamps[s] for s in missing}, **dict.fromkeys(extra)}
 
 
-def _detect(session: Session, at: datetime, limit: int) -> Report:
+def _start(session: Session, since: Since | None) -> Since:
+    """Where a check starts: read before its queries, so what commits meanwhile is next time's."""
+    at = as_utc(session.scalar(select(func.now())) or now())
+    return Since(
+        int(session.scalar(select(func.coalesce(func.max(Request.id), 0))) or 0),
+        int(session.scalar(select(func.coalesce(func.max(RequestEvent.id), 0))) or 0),
+        at,
+        since.full_at if since is not None else at,
+    )
+
+
+def _detect(session: Session, at: datetime, limit: int, since: Since | None = None) -> Report:
     rows: dict[str, Sequence[Any]] = {}
     totals: dict[str, int] = {}
-    for kind, query in _queries(at).items():
+    for kind, query in _queries(at, since).items():
         rows[kind] = session.execute(query.limit(limit)).all()
         if rows[kind]:
             totals[kind] = int(rows[kind][0][-1])
     return Report(_describe(session, rows), totals)
 
 
-def check(*, limit_per_kind: int = 1000) -> Report:
-    """Every invariant, read only; at most `limit_per_kind` violations listed per kind."""
+def check(*, limit_per_kind: int = 1000, since: Since | None = None) -> Report:
+    """Every invariant, read only (of the requests that may have changed, with `since`); at most
+    `limit_per_kind` violations listed per kind."""
     with session_scope() as session:
-        report = _detect(session, now(), limit_per_kind)
+        start = _start(session, since)
+        report = _detect(session, now(), limit_per_kind, since)
+    report.since = since
+    wrong = sorted({v.row_id for v in report.violations if v.table == "requests"})
+    report.next = Since(
+        start.request_id, start.event_id, start.at, start.full_at, tuple(wrong[:OPEN_LIMIT])
+    )
     report.found = dict(report.totals)
     if report.totals:
         log.warning("consistency.violations", **report.totals)
@@ -408,13 +499,32 @@ def check(*, limit_per_kind: int = 1000) -> Report:
     return report
 
 
+JOB = "maintenance.consistency"
+
+
+def last_cursor(*, full: bool = False) -> Since | None:
+    """Where the next check starts: after the last one, or whole (None) when asked, when there
+    was none, or when the last whole one is FULL_EVERY old."""
+    saved = None if full else jobs.cursor(JOB)
+    if saved is None:
+        return None
+    since = Since.from_json(saved)
+    return None if now() - as_utc(since.full_at) >= FULL_EVERY else since
+
+
+def remember(report: Report) -> None:
+    """The next check starts where this one did (and looks at what it found wrong again)."""
+    if report.next is not None:
+        jobs.save_cursor(JOB, report.next.to_json())
+
+
 # --- Repair ------------------------------------------------------------------------------------
 
 
-def repair(*, limit_per_kind: int = 1000) -> Report:
+def repair(*, limit_per_kind: int = 1000, since: Since | None = None) -> Report:
     """Fix what the history can decide among the violations `check` lists, in batches; returns
-    what is left (a fresh check), with what was found and what was fixed."""
-    found = check(limit_per_kind=limit_per_kind)
+    what is left (a fresh check from the same cursor), with what was found and what was fixed."""
+    found = check(limit_per_kind=limit_per_kind, since=since)
     repaired: dict[str, int] = {}
     by_table: dict[str, list[int]] = {}
     for v in found.violations:
@@ -433,7 +543,7 @@ def repair(*, limit_per_kind: int = 1000) -> Report:
         with session_scope() as session:
             if n := _erase_leftovers(session, chunk):
                 repaired[ERASED_IDENTITY] = repaired.get(ERASED_IDENTITY, 0) + n
-    left = check(limit_per_kind=limit_per_kind)
+    left = check(limit_per_kind=limit_per_kind, since=since)
     left.repaired, left.found = repaired, found.totals
     return left
 

@@ -94,3 +94,19 @@ def last_runs() -> list[JobRun]:
         rows = list(session.scalars(select(JobRun).order_by(JobRun.job)))
         session.expunge_all()
         return rows
+
+
+def cursor(job: str) -> dict[str, Any] | None:
+    """Where `job` got to, as it saved it (see save_cursor)."""
+    with session_scope() as session:
+        return session.scalar(select(JobRun.cursor).where(JobRun.job == job))
+
+
+def save_cursor(job: str, value: dict[str, Any]) -> None:
+    with session_scope() as session:
+        row = session.get(JobRun, job)
+        if row is None:  # before its first recorded run
+            row = JobRun(job=job, started_at=now(), duration_s=0.0, outcome="ok", counts={})
+            row.runs, row.failures = 0, 0
+            session.add(row)
+        row.cursor = value
