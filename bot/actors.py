@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from aiogram.types import CallbackQuery, Chat, Message, User
 
 from bot.enqueue import CommandQueue
+from bot.quotas import Quotas
 from core.clock import now
 from core.commands import Actor, Command, idempotency_key
 
@@ -30,12 +31,17 @@ class Envelope:
     chat: Chat | None  # None: a button under a message the bot can no longer see
     commands: CommandQueue | None
     origin: str | None = None  # see core.commands.Command.origin
+    quotas: Quotas | None = None  # the user's limits (None: none, as in some tests)
     # When this bot got the update: commands carry it (see core.commands.Command.issued_at).
     received_at: datetime = field(default_factory=now)
 
     @classmethod
     def of(
-        cls, update_id: int, event: Message | CallbackQuery, commands: CommandQueue | None
+        cls,
+        update_id: int,
+        event: Message | CallbackQuery,
+        commands: CommandQueue | None,
+        quotas: Quotas | None = None,
     ) -> Envelope:
         if isinstance(event, Message):
             chat: Chat | None = event.chat
@@ -43,7 +49,7 @@ class Envelope:
         else:
             chat = event.message.chat if event.message else None
             origin = f"c:{event.id}"
-        return cls(idempotency_key(update_id), event.from_user, chat, commands, origin)
+        return cls(idempotency_key(update_id), event.from_user, chat, commands, origin, quotas)
 
     @property
     def lang(self) -> str | None:
@@ -77,6 +83,8 @@ class Envelope:
     async def enqueue(self, command: Command) -> None:
         if self.commands is None:
             raise RuntimeError("no CommandQueue in the dispatcher's data (`commands`)")
+        if self.quotas is not None:
+            await self.quotas.take(command.actor.user_id, command)  # or TooFast
         await self.commands.send(command)
 
     async def send(self, command: type[C], /, **fields: Any) -> C:

@@ -23,6 +23,7 @@ from bot.enqueue import CommandQueue
 from bot.flood import WaitOutFloodLimits
 from bot.middlewares import LogContext
 from bot.pacing import SharedRateLimit
+from bot.quotas import TOO_FAST, Quotas, answer_too_fast
 from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
@@ -84,6 +85,7 @@ def create_dispatcher(
         events_isolation=storage.create_isolation(),
         give_up_after_s=give_up_after_s,
         commands=commands,
+        quotas=Quotas.from_settings(settings),
     )
     dp.update.outer_middleware(LogContext())
     # After aiogram's FSM middleware, so inside the user's lock: dialog writes land once per
@@ -92,6 +94,7 @@ def create_dispatcher(
     dp.include_routers(*feature_routers())
     # An outage must fail the update (polling retries it, webhook answers 5xx), never count as
     # handled: the error handler is for errors the update caused.
+    dp.errors.register(answer_too_fast, TOO_FAST)
     dp.errors.register(_on_error, caused_by_the_update)
     return dp
 

@@ -42,7 +42,9 @@ class Envelopes(BaseMiddleware):
     ) -> Any:
         update: Update | None = data.get("event_update")
         if update is not None and isinstance(event, Message | CallbackQuery):
-            data["envelope"] = Envelope.of(update.update_id, event, data.get("commands"))
+            data["envelope"] = Envelope.of(
+                update.update_id, event, data.get("commands"), data.get("quotas")
+            )
         return await handler(event, data)
 
 

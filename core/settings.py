@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     rate_private_per_second: float = Field(default=1.0, gt=0)
     rate_private_burst: int = Field(default=3, ge=1)
     rate_group_per_minute: int = Field(default=20, ge=1)
+    # What one user may ask of the bot (a `limits` string: "10/hour", "10 per 10 seconds",
+    # several separated by ";"; empty: no limit). ADMIN_IDS are exempt. Over a limit the user
+    # is told when to try again and nothing is enqueued.
+    user_limit_new: str = "10/hour"  # new requests
+    user_limit_comments: str = "30/hour"
+    user_limit_commands: str = "10 per 10 seconds"  # every command: a burst, then 1/s
     # Paid broadcasts (Telegram Stars) may go up to 1000 messages a second.
     paid_broadcast: bool = False
     paid_broadcast_per_second: int = Field(default=1000, ge=1)
@@ -134,6 +140,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("user_limit_new", "user_limit_comments", "user_limit_commands")
+    @classmethod
+    def _check_user_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # ValueError names what it could not read
         return value
 
     @field_validator("database_url", "redis_url", "bot_token", "sentry_dsn", mode="before")

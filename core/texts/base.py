@@ -32,6 +32,9 @@ EN = {
     "cmd.cancel": "Stop what you are doing",
     "group.private_only": "Let's talk in private, where only you see my answers: open @{bot}",
     "input.bad_user": "{target} is neither a Telegram user id nor an @username.",
+    "too_fast.new": "You have sent many requests lately. You can send the next one in {wait}; your draft is kept.",
+    "too_fast.comments": "You have written many comments lately. You can write the next one in {wait}.",
+    "too_fast.commands": "Too many commands at once. Please wait {wait} and try again.",
 }
 
 RU = {
@@ -68,4 +71,7 @@ RU = {
         "Давайте продолжим в личном чате, где мои ответы видны только вам: откройте @{bot}"
     ),
     "input.bad_user": "{target}: это не Telegram id пользователя и не @username.",
+    "too_fast.new": "Вы недавно отправили много заявок. Следующую можно отправить через {wait}; черновик сохранён.",
+    "too_fast.comments": "Вы недавно написали много комментариев. Следующий можно написать через {wait}.",
+    "too_fast.commands": "Слишком много команд подряд. Подождите {wait} и попробуйте снова.",
 }

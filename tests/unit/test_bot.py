@@ -110,8 +110,11 @@ async def test_a_rate_limited_reply_is_retried_after_retry_after(
     assert sandbox.stats()["rejected_429"] >= 1
 
 
-async def _enqueued(sandbox: SandboxAPI, user_id: int, texts: tuple[str, ...]) -> list[object]:
-    """What the bot enqueues for these messages of one user (nothing reaches a broker)."""
+async def _enqueued(
+    sandbox: SandboxAPI, user_id: int | list[int], texts: tuple[str, ...]
+) -> list[object]:
+    """What the bot enqueues for these messages of one user, or of each user in turn (nothing
+    reaches a broker)."""
     settings = get_settings()
     sent: list[object] = []
 
@@ -122,8 +125,9 @@ async def _enqueued(sandbox: SandboxAPI, user_id: int, texts: tuple[str, ...]) -
     bot = create_bot(settings)
     dp = create_dispatcher(settings, Recorder("memory://"))
     try:
-        for text in texts:
-            sandbox.send_text(user_id, text)
+        users = user_id if isinstance(user_id, list) else [user_id] * len(texts)
+        for user, text in zip(users, texts, strict=True):
+            sandbox.send_text(user, text)
         assert await feed_pending_updates(bot, dp) == len(texts)
     finally:
         await bot.session.close()
@@ -145,3 +149,21 @@ async def test_a_request_opens_by_its_number(sandbox: SandboxAPI) -> None:
         ("ShowRequest", 3),
     ]
     assert [m["text"] for m in sandbox.messages(3004)] == [t("open.usage", "en")] * 3
+
+
+async def test_a_user_over_the_command_limit_is_told_when_and_nothing_is_enqueued(
+    sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER_LIMIT_COMMANDS", "3 per minute")
+    monkeypatch.setenv("ADMIN_IDS", "3007")
+    get_settings.cache_clear()
+    # One flooding user, one other user, one admin, interleaved, through one bot.
+    users = [3005] * 5 + [3006] * 2 + [3007] * 5
+    sent = await _enqueued(sandbox, users, tuple(f"/r {n}" for n in range(1, len(users) + 1)))
+    by_user = [(s.actor.user_id, s.request_id) for s in sent]  # type: ignore[attr-defined]
+    assert [u for u, _ in by_user] == [3005] * 3 + [3006] * 2 + [3007] * 5  # admins exempt
+    told = [m["text"] for m in sandbox.messages(3005)]
+    assert len(told) == 2 and all(
+        text.startswith("Too many commands at once. Please wait ") for text in told
+    ), told
+    assert sandbox.messages(3006) == sandbox.messages(3007) == []

@@ -744,3 +744,26 @@ async def test_dialog_survives_a_bot_restart_on_redis(
     finally:
         await close_bot(bot)
         recorder.close()
+
+
+async def test_over_the_new_request_limit_the_draft_waits_and_nothing_is_sent(
+    sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER_LIMIT_NEW", "1/hour")
+    get_settings.cache_clear()
+    settings = get_settings()
+    bot, recorder = create_bot(settings), Recorder()
+    chat = Chat(sandbox, bot, create_dispatcher(settings, recorder))
+    try:
+        await complete(chat, "Flat 12")
+        await reach(chat, "confirm", location="Flat 14")
+        summary = chat.last()
+        answer = await chat.press(summary, t("new.button.submit"))
+        assert answer.startswith("You have sent many requests lately. You can send the next one")
+        assert "your draft is kept" in answer
+        assert len(recorder.created()) == 1  # the second was not enqueued
+        assert await chat.state() == NewRequest.confirm.state  # the draft waits, Submit works
+        assert (await chat.data())["location"] == "Flat 14"
+    finally:
+        await close_bot(bot)
+        recorder.close()
