@@ -127,9 +127,18 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: Any = None) -> dict[str, Any]:
     return kept
 
 
+# A cron monitor's check-in (beat's jobs): the job's schedule entry and how its run went.
+_CHECK_IN_KEYS = frozenset(
+    {"check_in_id", "monitor_slug", "status", "duration", "monitor_config", "type"}
+)
+
+
 def scrub_event(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
     """The event rebuilt from its known-safe parts (for errors and transactions alike)."""
     kept = _keep(event, _EVENT_KEYS)
+    if event.get("type") == "check_in":
+        # Names of schedule entries and numbers: without them Sentry drops the check-in.
+        kept.update(_keep(event, _CHECK_IN_KEYS))
     if "exception" in event:
         values = _dict(event["exception"]).get("values") or []
         kept["exception"] = {"values": [_exception(_dict(v)) for v in values]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -108,3 +109,32 @@ def test_a_failing_erasure_reaches_sentry_without_personal_data(
     for planted in PLANTED:
         assert planted not in raw, f"{planted!r} reached Sentry"
         assert planted not in log, f"{planted!r} reached the worker log"
+
+
+def test_scheduled_jobs_send_cron_check_ins_for_start_and_finish(
+    sentry: SentryReceiver, procs: Processes
+) -> None:
+    """Sentry's cron monitors: beat's jobs check in when they start and when they end (a job
+    that stops running shows as missed there)."""
+    procs.env.update(
+        SENTRY_DSN=sentry.dsn,
+        SCHEDULE_RETENTION="* * * * *",  # Sentry's crons take nothing under a minute
+        SCHEDULE_RELAY="",
+        SCHEDULE_REPORT_DAILY="",
+        SCHEDULE_REPORT_WEEKLY="",
+        SCHEDULE_ESCALATE="",
+        SCHEDULE_CONSISTENCY="",
+        SCHEDULE_ORPHANS="",
+    )
+    procs.worker("w1", "-c", "1")
+    procs.start("beat", "beat")
+    deadline = time.monotonic() + 180  # the next whole minute, after beat and worker start
+    statuses: set[str] = set()
+    while time.monotonic() < deadline and not {"in_progress", "ok"} <= statuses:
+        statuses = {c.get("status", "") for c in sentry.check_ins()}
+        time.sleep(0.5)
+    assert {"in_progress", "ok"} <= statuses, sentry.check_ins()
+    slugs = {c.get("monitor_slug") for c in sentry.check_ins()}
+    assert slugs == {"retention"}, slugs
+    finished = [c for c in sentry.check_ins() if c.get("status") == "ok"]
+    assert all(isinstance(c.get("duration"), int | float) for c in finished), finished

@@ -60,6 +60,10 @@ class SentryReceiver:
         """The error events among the envelopes' items."""
         return [payload for kind, payload in self._items() if kind == "event"]
 
+    def check_ins(self) -> list[dict[str, Any]]:
+        """Cron monitors' check-ins (Sentry's `monitor_beat_tasks`)."""
+        return [payload for kind, payload in self._items() if kind == "check_in"]
+
     def wait_event(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 60
     ) -> dict[str, Any]:

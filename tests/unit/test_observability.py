@@ -235,3 +235,26 @@ def test_sql_parameters_stay_out_of_database_errors(tmp_path: Any) -> None:
             message = str(error)
     engine.dispose()
     assert "missing" in message and NAME not in message
+
+
+def test_a_cron_check_in_keeps_what_sentry_needs() -> None:
+    from core.observability import scrub_event
+
+    check_in = {
+        "type": "check_in",
+        "check_in_id": "abc",
+        "monitor_slug": "retention",
+        "status": "ok",
+        "duration": 0.2,
+        "monitor_config": {"schedule": {"type": "crontab", "value": "30 3 * * *"}},
+        "extra": {"note": "Rita"},
+    }
+    kept = scrub_event(check_in)
+    assert {k: kept[k] for k in ("monitor_slug", "status", "duration", "check_in_id")} == {
+        "monitor_slug": "retention",
+        "status": "ok",
+        "duration": 0.2,
+        "check_in_id": "abc",
+    }
+    assert "Rita" not in str(kept)
+    assert "monitor_slug" not in scrub_event({"monitor_slug": "x"})  # only on check-ins
