@@ -1,4 +1,4 @@
-"""Beat that rides out a Redis outage instead of exiting.
+"""Beat that rides out a Redis outage instead of exiting, and a Redis that lost its data.
 
 redbeat extends its lock at every tick and lets a Redis error escape, which ends beat (and with
 it the outbox relay) until something restarts it. Here a Redis error makes the tick wait and try
@@ -29,6 +29,7 @@ class ResilientRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
         try:
             if self.lock_key and not self._hold_lock():
                 return RETRY_S  # standby: another beat holds the lock
+            self._restore_schedule()
             interval = float(super().tick(*args, **kwargs))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             if not self._outage:
@@ -39,6 +40,17 @@ class ResilientRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.info("beat.redis_back")
             self._outage = False
         return interval
+
+    def _restore_schedule(self) -> None:
+        """redbeat writes the schedule into Redis only when it starts: a Redis restarted without
+        its data (or flushed) would leave beat firing nothing. Entries kept their last run, so
+        writing them again fires nothing twice."""
+        client = get_redis(self.app)
+        conf = self.app.redbeat_conf
+        if client.zcard(conf.schedule_key) >= len(conf.schedule):
+            return
+        log.warning("beat.schedule_restored", entries=len(conf.schedule))
+        self.setup_schedule()
 
     def _hold_lock(self) -> bool:
         """Extend the lock we hold, or take it when it is free; False when another beat has it."""

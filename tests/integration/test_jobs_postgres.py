@@ -80,3 +80,27 @@ def test_two_beats_fire_each_job_once_a_tick(procs: Processes, pg_url: str) -> N
         # Each run recorded, or said why not (its previous run was still going).
         skipped = sum(1 for e in events if e.get("event") == "job.skipped" and e["job"] == task)
         assert runs[task].runs + skipped == received and runs[task].failures == 0, (job, skipped)
+
+
+def test_beat_fires_again_after_redis_lost_its_data(procs: Processes, redis_url: str) -> None:
+    """A Redis restarted without persistence (here: flushed) holds no schedule: beat writes it
+    again and carries on."""
+    import redis
+
+    procs.env.update(SCHEDULE_RELAY="2", SCHEDULE_REPORT_DAILY="", SCHEDULE_REPORT_WEEKLY="")
+    procs.worker("w", "-c", "1")
+    beat = procs.start("beat", "beat")
+
+    def sent() -> int:
+        return len(beat_sends(beat.log(), "relay"))
+
+    deadline = time.monotonic() + 120
+    while sent() < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sent() >= 2, beat.log()[-3000:]
+    redis.Redis.from_url(redis_url).flushdb()
+    before, deadline = sent(), time.monotonic() + 30
+    while sent() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sent() >= before + 2, beat.log()[-3000:]
+    assert '"beat.schedule_restored"' in beat.log()
