@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,12 +58,35 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    status = collect(args.max_age)
+    from workers.failures import is_outage
+
+    try:
+        status = collect(args.max_age)
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        # A probe's answer: unhealthy, and why, in one line (never a traceback).
+        problem = f"cannot reach {_service_of(error)} ({type(error).__name__})"
+        if args.json:
+            print(json.dumps({"problems": [problem]}))
+        else:
+            print(f"Unhealthy: {problem}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(asdict(status), default=str, indent=2))
     else:
         show(status)
     return 1 if status.problems else 0
+
+
+def _service_of(error: BaseException) -> str:
+    import redis.exceptions
+
+    from core.errors import cause_chain
+
+    if any(isinstance(cause, redis.exceptions.RedisError) for cause in cause_chain(error)):
+        return "Redis"
+    return "the database"
 
 
 def collect(max_age_s: float, *, at: float | None = None) -> Status:

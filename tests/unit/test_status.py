@@ -89,3 +89,22 @@ def test_queue_depth_and_oldest_message_from_the_embedded_broker(db: Engine) -> 
     assert found["interactive"] == {"queue": "interactive", "depth": 0, "oldest_s": None}
     later = status.collect(300, at=time.time() + 600)
     assert any(p.startswith("queue reports: oldest message waits") for p in later.problems)
+
+
+def test_redis_down_is_one_line_and_unhealthy(
+    db: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    get_settings.cache_clear()
+    assert main(["status"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "Unhealthy: cannot reach Redis (ConnectionError)"
+    assert main(["status", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "problems": ["cannot reach Redis (ConnectionError)"]
+    }
