@@ -10,6 +10,8 @@ COPY sandbox sandbox
 COPY zavhoz zavhoz
 COPY alembic alembic
 COPY alembic.ini ./
-RUN uv sync --frozen --no-dev && useradd --create-home zavhoz
-ENV PATH="/app/.venv/bin:$PATH"
+RUN uv sync --frozen --no-dev && useradd --create-home zavhoz \
+    && mkdir -p /var/lib/zavhoz && chown zavhoz /var/lib/zavhoz
+# The app's files are root's; what it writes (orphans backups, locks) goes here, a volume.
+ENV PATH="/app/.venv/bin:$PATH" VAR_DIR=/var/lib/zavhoz
 USER zavhoz

@@ -299,6 +299,12 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
             session.delete(row)
             log.info("outbox.dropped_for_erased_user", outbox_id=row.id)
             return None
+        if row.attempts >= MAX_ATTEMPTS:
+            # Claimed that often with no outcome recorded: its send kills or hangs the worker
+            # each time (a lease that ran out hands it back). It would loop for ever.
+            row.state, row.last_error = OutboxState.DEAD, "no outcome after repeated attempts"
+            log.error("telegram.gave_up", outbox_id=row.id, attempts=row.attempts, unfinished=True)
+            return None
         lease = timedelta(seconds=get_settings().outbox_lease_seconds)
         row.state, row.next_attempt_at = OutboxState.SENDING, now() + lease
         row.attempts += 1

@@ -27,6 +27,12 @@ def test_compose_has_the_services_with_health_checks() -> None:
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["REDIS_URL"].startswith("redis://")
+    # The image's VAR_DIR is a volume the app's user may write (orphans backups, locks).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "VAR_DIR=/var/lib/zavhoz" in dockerfile and "chown zavhoz /var/lib/zavhoz" in dockerfile
+    for name in ("bot", "worker", "beat"):
+        assert "zavhozvar:/var/lib/zavhoz" in services[name]["volumes"], name
+    assert "zavhozvar" in compose["volumes"]
     assert services["migrate"]["command"] == ["zavhoz", "db", "upgrade"]
     assert services["bot"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"

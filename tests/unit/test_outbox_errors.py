@@ -104,3 +104,19 @@ def test_a_pause_longer_than_the_lease_gives_the_row_back_unsent(
     assert (back.state, back.attempts) == ("pending", 0)
     assert clock.as_utc(back.next_attempt_at) >= clock.now() + timedelta(seconds=290)
     assert chat.messages(CHAT) == []
+
+
+def test_a_row_whose_send_kills_its_worker_every_time_ends_dead(
+    chat: SandboxAPI, db: Engine
+) -> None:
+    """Each attempt died with its worker (the lease ran out and the relay handed the row back):
+    after MAX_ATTEMPTS claims it is dead, not retried for ever."""
+    row_id = write("poison")
+    with Session(db) as s:
+        poisoned = s.get(Outbox, row_id)
+        assert poisoned is not None
+        poisoned.attempts = outbox.MAX_ATTEMPTS  # claimed that often, never an outcome
+        s.commit()
+    assert outbox.deliver([row_id]).counts == {"skipped": 1}
+    assert row(db, row_id).state == "dead"
+    assert chat.messages(CHAT) == []
