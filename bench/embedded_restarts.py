@@ -1,12 +1,16 @@
 """`zavhoz up` (= `make run`) restarted around a Submit, and the order of replies to one chat.
 
     .venv/bin/python -m bench.embedded_restarts [--runs 10] [--tries 30]
-                                                [--delays 0.05,0.2,0.4,0.8,1.5]
-                                                [--stops kill,ctrl-c] [--settle-timeout-s 90]
+                                                [--delays 0.02,0.05,0.1,0.2,0.8]
+                                                [--stops kill,ctrl-c] [--settle-timeout-s 150]
                                                 [--grace-s 3] [--keep]
 
-About 10-13 minutes with the defaults (a killed worker's command waits out the broker's 60 s
-visibility timeout, so the runs that kill after the worker fetched the Submit take longest).
+About 12-15 minutes with the defaults: each `up` takes 12-20 s to start on two cores, and a
+command fetched by a killed worker waits out the broker's 60 s visibility timeout (an outbox
+row claimed by it, its 120 s lease), so the runs that kill just after the Submit take longest.
+The Submit is applied and answered within about 0.1 s of the press here (the order part prints
+it), so the default delays sit around that: before the bot or the worker has it, while the
+worker applies it, while its replies go out, and after.
 `--runs 0` or `--tries 0` leaves that part out.
 
 Each `up` is `python -m zavhoz up --sandbox-port PORT` on embedded defaults (the sandbox,
@@ -24,13 +28,16 @@ tests/e2e/test_embedded_restarts.py. Users are driven through the sandbox's cont
    it (timed until `up` exits). `up` again on the same VAR_DIR and port; the run settles when
    the author has "Request #N created", 1002 and 1001 each a "New request #N", the embedded
    broker holds no message from before the restart (a command fetched by the killed worker
-   comes back after the 60 s visibility timeout) and the outbox nothing pending or being sent,
-   and that has held for --grace-s; or at --settle-timeout-s after the restart. Then: request
-   rows with the run's title in zavhoz.sqlite3 (want 1), "Request #N created" messages in the
-   author's chat (want 1), "New request #N" messages to 1002 and to 1001 (want 1 each), outbox
-   rows in state dead and dead_letters rows (want 0), outbox rows still unsent, and the time
-   from the restart (launching `up` again) to the author's "Request #N created" as seen by a
-   long-poll in this process ("before" when it arrived before the stop).
+   comes back after the 60 s visibility timeout) and the outbox nothing pending or being sent
+   (a row a killed worker was sending goes back after OUTBOX_LEASE_SECONDS, 120 s, and may be
+   sent twice), and that has held for --grace-s; or at --settle-timeout-s after the restart.
+   Then: request rows with the run's title in zavhoz.sqlite3 (want 1), "Request #N created"
+   messages in the author's chat (want 1), "New request #N" messages to 1002 and to 1001
+   (want 1 each), outbox rows in state dead and dead_letters rows (want 0), outbox rows still
+   unsent, the time from the restart (launching `up` again) to the author's "Request #N
+   created" as seen by a long-poll in this process ("before": it came before the stop, or
+   with a kill as the sandbox died; "stopping": during Ctrl-C's orderly stop), and the time
+   from start and restart to "zavhoz is up".
 2. Order (item 5): one `up`, the same admin and staff; --tries times a new resident (3001...)
    /starts, fills in /new, presses Submit and at once sends /my. Out of order: the /my listing
    that shows #N reached the chat before "Request #N created" (by the sandbox's message ids,
@@ -248,6 +255,7 @@ class Snapshot:
     unsent: int = 0  # outbox rows pending or being sent
     broker_old: int = 0
     dead_errors: list[str] = field(default_factory=list)
+    unsent_rows: list[str] = field(default_factory=list)
 
     def complete(self) -> bool:
         return (
@@ -270,12 +278,20 @@ def snapshot(machine: Machine, title: str, restarted_at: datetime) -> Snapshot:
     snap.dead_letters = count(db, "SELECT count(*) FROM dead_letters")
     snap.unsent = count(db, "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')")
     snap.broker_old = broker_rows_before(machine.var_dir, restarted_at)
-    if snap.dead_outbox:
+    if snap.dead_outbox or snap.unsent:
         with contextlib.closing(_ro(db)) as conn:
             snap.dead_errors = [
                 f"{chat}: {error}"
                 for chat, error in conn.execute(
                     "SELECT chat_id, last_error FROM outbox WHERE state = 'dead' LIMIT 3"
+                )
+            ]
+            snap.unsent_rows = [
+                f"#{row[0]} to {row[1]} {row[2]} {row[3]} (attempts {row[4]}, created"
+                f" {row[5]}, next attempt {row[6]}, error {row[7]})"
+                for row in conn.execute(
+                    "SELECT id, chat_id, method, state, attempts, created_at, next_attempt_at,"
+                    " last_error FROM outbox WHERE state IN ('pending', 'sending') LIMIT 3"
                 )
             ]
     return snap
@@ -373,7 +389,9 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
         elif times[0] < stopped_at:
             run.reply = "before"
         elif times[0] < restarted:
-            run.reply = "stopping"  # a Ctrl-C's orderly stop sent it
+            # Seen by the long-poll after the stop began: a Ctrl-C's orderly stop sent it, or
+            # (a kill) the sandbox had it when it died.
+            run.reply = "stopping" if stop == "ctrl-c" else "before"
         else:
             run.recovery_s = times[0] - restarted
             run.reply = f"+{run.recovery_s:.1f}"
@@ -399,6 +417,8 @@ class Try:
     created_id: int | None = None  # message ids in the resident's chat
     listing_id: int | None = None
     listed: bool = False  # the first /my listing shows #N
+    created_s: float | None = None  # Submit pressed -> "Request #N created" seen here
+    listing_s: float | None = None  # Submit pressed -> the /my listing seen here
     error: str = ""
 
     def result(self) -> str:
@@ -422,6 +442,7 @@ def order_try(api: SandboxAPI, number: int) -> Try:
         chat.say("/start")
         chat.wait("Hello")
         summary = fill_in(chat, f"Order {number}")
+        pressed = time.perf_counter()
         chat.press(summary, "Submit")
         chat.say("/my")
         deadline = time.monotonic() + 60
@@ -436,6 +457,11 @@ def order_try(api: SandboxAPI, number: int) -> Try:
             got = api.messages(user)
             created = next((m for m in got if CREATED.search(m.get("text") or "")), None)
             listing = next((m for m in got if is_listing(m)), None)
+            seen = time.perf_counter() - pressed
+            if created and one.created_s is None:
+                one.created_s = seen
+            if listing and one.listing_s is None:
+                one.listing_s = seen
             if created and listing:
                 break
             cursor = max([cursor, *(m["seq"] for m in got)])
@@ -548,6 +574,8 @@ def print_restarts(runs: list[Run], args: argparse.Namespace) -> str:
     for run in runs:
         if run.snap and run.snap.dead_errors:
             print(f"   run {run.number} dead rows: {'; '.join(run.snap.dead_errors)}")
+        if run.snap and run.snap.unsent_rows:
+            print(f"   run {run.number} unsent rows: {'; '.join(run.snap.unsent_rows)}")
         if run.error:
             print(f"   run {run.number} error: {run.error}")
     done = [r for r in runs if r.snap is not None and not r.error]
@@ -613,9 +641,18 @@ def print_order(tries: list[Try]) -> str:
     out = sum(1 for t in tries if t.result() == "OUT OF ORDER")
     early = sum(1 for t in tries if t.result() == "/my before the Submit")
     errors = sum(1 for t in tries if t.error)
+    created = [t.created_s for t in tries if t.created_s is not None]
+    listed = [t.listing_s for t in tries if t.listing_s is not None]
+    latency = (
+        f"; Submit -> 'Request #N created' p50 {pct(created, 0.5):.3f} s, max"
+        f" {max(created):.3f} s; -> the /my listing p50 {pct(listed, 0.5):.3f} s, max"
+        f" {max(listed):.3f} s"
+        if created and listed
+        else ""
+    )
     summary = (
         f"order: {len(tries)} tries, {out} out of order (the listing with #N before"
-        f" 'Request #N created'), {early} /my applied before the Submit, {errors} errors"
+        f" 'Request #N created'), {early} /my applied before the Submit, {errors} errors" + latency
     )
     print(f"   {summary}")
     return summary
@@ -641,9 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="restart runs (0: none)")
     parser.add_argument("--tries", type=int, default=30, help="Submit-then-/my tries (0: none)")
-    parser.add_argument("--delays", type=floats, default=[0.05, 0.2, 0.4, 0.8, 1.5])
+    parser.add_argument("--delays", type=floats, default=[0.02, 0.05, 0.1, 0.2, 0.8])
     parser.add_argument("--stops", type=stops, default=list(STOPS))
-    parser.add_argument("--settle-timeout-s", type=float, default=90.0)
+    parser.add_argument("--settle-timeout-s", type=float, default=150.0)
     parser.add_argument("--grace-s", type=float, default=3.0, help="settled for this long")
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIRs")
     args = parser.parse_args(argv)
@@ -692,7 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tries.append(one)
                     print(
                         f"   try {i + 1}/{args.tries}: #{one.request or '-'} {one.result()}"
-                        + (f" ({one.error})" if one.error else ""),
+                        f" (created {fmt(one.created_s, 3)} s, listing {fmt(one.listing_s, 3)} s"
+                        " after the press)" + (f" ({one.error})" if one.error else ""),
                         flush=True,
                     )
             except Exception:
