@@ -344,10 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# One-shot commands for people (the processes configure their own logging).
+_TOOLS = frozenset({"db", "commands", "report", "maintenance", "privacy", "status"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("sandbox", "chat"):
-        get_settings()  # a bad setting stops here with one line, before anything starts
+        settings = get_settings()  # a bad setting stops here with one line, before anything
+    if args.command in _TOOLS:
+        from core.logging import configure_logging
+
+        # Tools print their tables on stdout; their logs go to stderr, warnings and worse.
+        configure_logging(settings.log_format, "WARNING")
     if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
         args.celery_args = args.celery_args[1:]
     code: int = args.func(args)

@@ -100,7 +100,8 @@ def _consistency(args: argparse.Namespace) -> tuple[int, dict[str, int]]:
         check = consistency.repair if args.repair else consistency.check
         report = check(since=since)
     consistency.remember(report)
-    table = _table(f"Consistency: {scope}", "kind", "found", "repaired", "left")
+    out.print(f"Checked: {scope}" + ("" if since is None else " (--full: every request)"))
+    table = _table("Consistency", "kind", "found", "repaired", "left")
     kinds = sorted(set(report.found) | set(report.totals) | set(report.repaired))
     for kind in kinds:
         found, fixed, left_n = (report.found, report.repaired, report.totals)
