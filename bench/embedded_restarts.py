@@ -36,8 +36,10 @@ tests/e2e/test_embedded_restarts.py. Users are driven through the sandbox's cont
    (want 1 each), outbox rows in state dead and dead_letters rows (want 0), outbox rows still
    unsent, the time from the restart (launching `up` again) to the author's "Request #N
    created" as seen by a long-poll in this process ("before": it came before the stop, or
-   with a kill as the sandbox died; "stopping": during Ctrl-C's orderly stop), and the time
-   from start and restart to "zavhoz is up".
+   with a kill as the sandbox died; "stopping": during Ctrl-C's orderly stop), the same for
+   the last of the reply and the two notices, and the time from start and restart to "zavhoz
+   is up". A run that settles late or not at all says what it waited for last (outbox rows,
+   broker messages from before the restart, messages not yet come).
 2. Order (item 5): one `up`, the same admin and staff; --tries times a new resident (3001...)
    /starts, fills in /new, presses Submit and at once sends /my. Out of order: the /my listing
    that shows #N reached the chat before "Request #N created" (by the sandbox's message ids,
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -236,12 +239,25 @@ def count(path: Path, sql: str, *params: object) -> int:
         return int(db.execute(sql, params).fetchone()[0])
 
 
-def broker_rows_before(var_dir: Path, moment: datetime) -> int:
+def broker_rows_before(var_dir: Path, moment: datetime) -> list[str]:
     """Messages in the embedded broker queued or handed out before `moment` and still there
     (acknowledged ones are deleted; `timestamp` is when a row was last handed out)."""
     with contextlib.closing(_ro(var_dir / "broker.sqlite3")) as db:
-        stamps = [row[0] for row in db.execute("SELECT timestamp FROM kombu_message")]
-    return sum(1 for s in stamps if s is None or datetime.fromisoformat(str(s)) < moment)
+        rows = db.execute(
+            "SELECT q.name, m.visible, m.timestamp, m.payload FROM kombu_message m"
+            " LEFT JOIN kombu_queue q ON q.id = m.queue_id"
+        ).fetchall()
+    old = []
+    for queue, visible, stamp, payload in rows:
+        if stamp is not None and datetime.fromisoformat(str(stamp)) >= moment:
+            continue
+        try:
+            task = json.loads(payload).get("headers", {}).get("task", "?")
+        except ValueError:
+            task = "?"
+        state = "queued" if visible else "handed out"
+        old.append(f"{queue} {task} {state} {str(stamp)[11:22]}")
+    return old
 
 
 @dataclass
@@ -253,7 +269,7 @@ class Snapshot:
     dead_outbox: int = 0
     dead_letters: int = 0
     unsent: int = 0  # outbox rows pending or being sent
-    broker_old: int = 0
+    broker_old: list[str] = field(default_factory=list)
     dead_errors: list[str] = field(default_factory=list)
     unsent_rows: list[str] = field(default_factory=list)
 
@@ -263,8 +279,24 @@ class Snapshot:
             and self.staff_notices >= 1
             and self.admin_notices >= 1
             and self.unsent == 0
-            and self.broker_old == 0
+            and not self.broker_old
         )
+
+    def waiting_for(self) -> str:
+        """What keeps it from being complete."""
+        missing = [
+            who
+            for who, got in (
+                ("the author's reply", self.created),
+                ("1002's notice", self.staff_notices),
+                ("1001's notice", self.admin_notices),
+            )
+            if not got
+        ]
+        parts = [f"no {', '.join(missing)} yet"] if missing else []
+        parts += [f"outbox {row}" for row in self.unsent_rows]
+        parts += [f"broker message {row}" for row in self.broker_old]
+        return "; ".join(parts)
 
 
 def snapshot(machine: Machine, title: str, restarted_at: datetime) -> Snapshot:
@@ -313,6 +345,8 @@ class Run:
     up_again_s: float | None = None
     reply: str = "-"  # "before" the stop, "+12.3" s after the restart, or "never"
     recovery_s: float | None = None
+    all_told: str = "-"  # the last of the reply and the two notices, the same way
+    waited_for: str = ""  # what the settling waited for last
     settled_s: float | None = None  # restart to settled (None: timed out)
     snap: Snapshot | None = None
     error: str = ""
@@ -343,7 +377,7 @@ class Run:
 def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argparse.Namespace) -> Run:
     run = Run(number, stop, after_s)
     machine = Machine(tmp / f"run-{number}", free_port())
-    arrivals: Arrivals | None = None
+    arrivals: list[Arrivals] = []
     title = f"Lamp {number} {stop} {after_s}"
     try:
         run.up_s = machine.start()
@@ -352,8 +386,12 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
         author.say("/start")
         author.wait("Hello")
         summary = fill_in(author, title)
-        arrivals = Arrivals(machine.api, RESIDENT, CREATED)
-        arrivals.start()
+        arrivals = [
+            Arrivals(machine.api, chat, pattern)
+            for chat, pattern in ((RESIDENT, CREATED), (STAFF, NOTICE), (ADMIN, NOTICE))
+        ]
+        for one in arrivals:
+            one.start()
         author.press(summary, "Submit")
         time.sleep(after_s)
         stopped_at = time.perf_counter()
@@ -369,7 +407,8 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
             machine.close()
         restarted, restarted_wall = time.perf_counter(), datetime.now()
         run.up_again_s = machine.start()
-        arrivals.rewind()
+        for one in arrivals:
+            one.rewind()
         deadline = restarted + args.settle_timeout_s
         complete_since: float | None = None
         while time.perf_counter() < deadline:
@@ -381,26 +420,34 @@ def restart_run(tmp: Path, number: int, stop: str, after_s: float, args: argpars
                     break
             else:
                 complete_since = None
+                run.waited_for = snap.waiting_for()
             time.sleep(0.5)
         run.snap = snapshot(machine, title, restarted_wall)
-        times = sorted(arrivals.first_seen.values())
-        if not times:
-            run.reply = "never"
-        elif times[0] < stopped_at:
-            run.reply = "before"
-        elif times[0] < restarted:
-            # Seen by the long-poll after the stop began: a Ctrl-C's orderly stop sent it, or
-            # (a kill) the sandbox had it when it died.
-            run.reply = "stopping" if stop == "ctrl-c" else "before"
-        else:
-            run.recovery_s = times[0] - restarted
-            run.reply = f"+{run.recovery_s:.1f}"
+        if not run.snap.complete():
+            run.waited_for = run.snap.waiting_for()
+
+        def when(at: float | None) -> str:
+            if at is None:
+                return "never"
+            if at < stopped_at:
+                return "before"
+            if at < restarted:
+                # Seen by the long-poll after the stop began: a Ctrl-C's orderly stop sent
+                # it, or (a kill) the sandbox had it when it died.
+                return "stopping" if stop == "ctrl-c" else "before"
+            return f"+{at - restarted:.1f}"
+
+        firsts = [min(one.first_seen.values(), default=None) for one in arrivals]
+        run.reply = when(firsts[0])
+        if run.reply.startswith("+") and firsts[0] is not None:
+            run.recovery_s = firsts[0] - restarted
+        run.all_told = when(None if None in firsts else max(t for t in firsts if t is not None))
     except Exception as exc:  # a failed run is a result; the others go on
         run.error = f"{type(exc).__name__}: {exc}"[:300]
         print(f"   run {number} failed: {run.error}\n{machine.log_tail()}", flush=True)
     finally:
-        if arrivals is not None:
-            arrivals.stop()
+        for one in arrivals:
+            one.stop()
         machine.close()
     return run
 
@@ -528,6 +575,7 @@ def run_row(run: Run) -> list[object]:
         s.dead_letters,
         s.unsent,
         run.reply,
+        run.all_told,
         fmt(run.recovery_s - run.up_again_s) if run.recovery_s and run.up_again_s else "-",
         fmt(run.settled_s) if run.settled_s is not None else "timeout",
         run.verdict(),
@@ -550,6 +598,7 @@ RUN_HEADERS = [
     "dead letters",
     "unsent",
     "reply s",
+    "all told s",
     "after up s",
     "settled s",
     "verdict",
@@ -568,14 +617,15 @@ def print_restarts(runs: list[Run], args: argparse.Namespace) -> str:
         " rows dead; unsent: pending or sending at the end; left: processes of up alive 0.3 s"
         " after the stop; up s / up again s: start / restart to 'zavhoz is up'; reply s: the"
         " author's reply, seconds after `up` was started again ('before': it came before the"
-        " stop, 'stopping': during Ctrl-C's orderly stop); after up s: the same from 'zavhoz is"
+        " stop, 'stopping': during Ctrl-C's orderly stop); all told s: the same for the last of the"
+        " reply and the two notices; after up s: the same from 'zavhoz is"
         " up'; settled s: restart to nothing left in flight"
     )
     for run in runs:
         if run.snap and run.snap.dead_errors:
             print(f"   run {run.number} dead rows: {'; '.join(run.snap.dead_errors)}")
-        if run.snap and run.snap.unsent_rows:
-            print(f"   run {run.number} unsent rows: {'; '.join(run.snap.unsent_rows)}")
+        if run.waited_for and (run.settled_s is None or run.settled_s > 30):
+            print(f"   run {run.number} waited for: {run.waited_for}")
         if run.error:
             print(f"   run {run.number} error: {run.error}")
     done = [r for r in runs if r.snap is not None and not r.error]
