@@ -904,8 +904,9 @@ def progress(tally: Tally, trickle: Trickle, memory: Memory, ticks: int, since: 
     desk = f"desk {sent} replied {len(ms)}"
     if ms:
         desk += f" p50 {percentile(ms, 0.5):.0f} ms p95 {percentile(ms, 0.95):.0f} ms"
-    workers = sum(mb for pid, mb in memory.last.items() if memory.labels[pid] != "beat")
-    beat = sum(mb for pid, mb in memory.last.items() if memory.labels[pid] == "beat")
+    latest = memory.end or memory.last  # at the end, beat's last sample was before it stopped
+    workers = sum(mb for pid, mb in latest.items() if memory.labels[pid] != "beat")
+    beat = sum(mb for pid, mb in latest.items() if memory.labels[pid] == "beat")
     elapsed = time.monotonic() - since
     return (
         f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] tick {tally.ticks_sent()}/{ticks}, "
