@@ -69,3 +69,14 @@ def _wait_for_a_blocked_backend(engine: Engine) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("repair never waited for the row lock")
+
+
+def test_an_incremental_check_on_postgres_finds_what_the_whole_one_does(pg: Engine) -> None:
+    from tests.unit.test_consistency import _found
+    from workers.upkeep.consistency import check
+
+    plant(pg)
+    whole = check()
+    again = check(since=whole.next)  # the found ones are looked at again, through the temp table
+    assert _found(again.violations) == _found(whole.violations) and again.totals == whole.totals
+    assert check(since=again.next).totals == whole.totals  # twice in one connection's life
