@@ -3,7 +3,7 @@ ticks, against the maintenance data set, with desk traffic trickling in; per job
 every tick ran and how long the runs took, and whether the processes' memory stayed flat.
 
     .venv/bin/python -m bench.scheduler_soak [--ticks 144] [--interval 10] [--workers 2]
-                                             [--concurrency 2] [--rate 2] [--create-every 15]
+                                             [--concurrency 2] [--rate 2] [--create-every 60]
                                              [--warm-ticks 3] [--small] [--no-plant] [--keep]
 
 About ticks x interval plus a minute or two (144 x 10 s: ~26 minutes).
@@ -23,8 +23,10 @@ for trying the script out; its figures say nothing about the target.
 Desk traffic, open loop, through the bot's path (a command task by name on the broker, as
 bot/enqueue.py publishes it): residents' /my and staff's /queue at --rate per second, a staff
 member accepting each request the trickle created, and a resident creating one every
---create-every seconds (each new request notifies every staff member, 300 in the data set,
-and the bot's 30 msg/s are shared). Latency: publishing to the reply reaching the sandbox.
+--create-every seconds (rarely: each new request notifies every staff member, 300 in the data
+set, and a fan-out drains far below the bot's 30 msg/s here, while a staff member's replies
+wait behind the notices to their chat). Latency: publishing to the reply reaching the sandbox,
+where every user of the data set has a chat.
 
 Per job: ticks (expected beat sends), sends ("Sending due task" in beat's log), runs (the
 worker's finished executions: Celery's "succeeded"/"raised" lines), failures, skipped (the job
@@ -69,6 +71,7 @@ REDIS_URL = "redis://127.0.0.1:6379/9"
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_GROWTH = 0.10
 REPLY_TIMEOUT_S = 60.0
+SLOW_S = 5.0  # statements running longer are listed
 PROGRESS_S = 30.0
 RSS_EVERY_S = 5.0
 # After beat's last send: a run started then ends within the hard time limit (45 s).
@@ -127,10 +130,12 @@ class Proc:
             os.killpg(self.popen.pid, sig)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a worker finishes or hands back what it holds), then SIGKILL the group: a
+        """SIGTERM to the process itself (a worker's warm shutdown: its pool children finish
+        what they run; a SIGTERM to them would kill those tasks), then SIGKILL the group: a
         pool child may outlive its parent."""
         if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
         self.signal(signal.SIGKILL)
@@ -349,7 +354,35 @@ def prepare_database(url: str, args: argparse.Namespace, var_dir: Path) -> str:
             f"; planted in {time.monotonic() - t0:.1f} s: {kinds} consistency and orphan kinds, "
             f"{len(plants.overdue)} overdue, retention {sum(plants.retention.values()):,} rows"
         )
+        advance_sequences(url)
     return line
+
+
+def advance_sequences(url: str) -> None:
+    """Every id sequence past its table's largest id: the plants are COPYed with explicit ids
+    and leave the sequences behind, so the desk's first new requests would collide with them
+    (a unique violation, retried, then dead-lettered)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT table_name, pg_get_serial_sequence(quote_ident(table_name), 'id')"
+            " FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND column_name = 'id'"
+        ).fetchall()
+        for table, sequence in rows:
+            if sequence is not None:
+                conn.execute(
+                    sql.SQL(
+                        "SELECT setval({seq}, greatest((SELECT max(id) FROM {t}),"
+                        " (SELECT last_value FROM {s})))"
+                    ).format(
+                        seq=sql.Literal(sequence),
+                        t=sql.Identifier(table),
+                        s=sql.SQL(sequence),
+                    )
+                )
 
 
 def seed_small(url: str) -> None:
@@ -382,6 +415,17 @@ def users_by_role(url: str, role: str, limit: int | None) -> list[tuple[int, str
     return [(int(tg), str(name)) for tg, name in rows]
 
 
+def chats(url: str) -> list[tuple[int, str]]:
+    """Every private chat the system may write to: each user's, and those of outbox rows."""
+    rows = query(
+        url,
+        "SELECT telegram_id, coalesce(first_name, 'X') FROM users WHERE telegram_id > 0"
+        " UNION SELECT DISTINCT chat_id, 'X' FROM outbox WHERE chat_id > 0 AND chat_id NOT IN"
+        " (SELECT telegram_id FROM users WHERE telegram_id IS NOT NULL)",
+    )
+    return [(int(tg), str(name)) for tg, name in rows]
+
+
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -393,6 +437,40 @@ def job_runs(url: str) -> dict[str, tuple[int, int, str, str | None]]:
     """job -> (runs, failures, last outcome, last error) as `job_runs` keeps them."""
     rows = query(url, "SELECT job, runs, failures, outcome, error FROM job_runs")
     return {str(r[0]): (int(r[1]), int(r[2]), str(r[3]), r[4]) for r in rows}
+
+
+class Activity:
+    """Statements of the run's database seen running longer than SLOW_S (sampled with the RSS):
+    what a job that overran its interval or time limit was doing, or waiting for."""
+
+    SQL = (
+        "SELECT extract(epoch FROM now() - a.query_start), coalesce(a.wait_event_type || ':'"
+        " || a.wait_event, 'cpu'), left(regexp_replace(a.query, '\\s+', ' ', 'g'), 110),"
+        " (SELECT left(regexp_replace(b.query, '\\s+', ' ', 'g'), 60) FROM pg_stat_activity b"
+        " WHERE b.pid = (pg_blocking_pids(a.pid))[1]) FROM pg_stat_activity a"
+        " WHERE a.datname = current_database() AND a.state = 'active'"
+        " AND a.pid <> pg_backend_pid() AND now() - a.query_start > make_interval(secs => %s)"
+    )
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(conninfo(url), autocommit=True)
+        self.seen: dict[str, tuple[float, set[str]]] = {}
+
+    def sample(self) -> None:
+        with contextlib.suppress(Exception):  # the database may be going away at the end
+            for age, wait, statement, blocker in self.conn.execute(self.SQL, (SLOW_S,)):
+                longest, waits = self.seen.get(statement, (0.0, set()))
+                waits.add(f"{wait}" + (f" behind: {blocker}" if blocker else ""))
+                self.seen[statement] = (max(longest, float(age)), waits)
+
+    def rows(self) -> list[list[str]]:
+        slowest = sorted(self.seen.items(), key=lambda kv: -kv[1][0])[:10]
+        return [[f"{age:.0f}", "; ".join(sorted(w))[:120], q] for q, (age, w) in slowest]
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 # --- The desk trickle -------------------------------------------------------------------------
@@ -692,9 +770,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="worker processes, every queue")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children a worker")
     parser.add_argument("--rate", type=float, default=2.0, help="/my and /queue a second")
-    parser.add_argument("--create-every", type=float, default=15.0, help="s between requests")
+    parser.add_argument("--create-every", type=float, default=60.0, help="s between requests")
     parser.add_argument("--residents", type=int, default=40, help="residents in the trickle")
     parser.add_argument("--staff", type=int, default=8, help="staff members in the trickle")
+    parser.add_argument(
+        "--queues",
+        default="",
+        help="queues of each worker, '/' between workers, round robin (default: every queue), "
+        "e.g. interactive,notifications,privacy/maintenance,reports",
+    )
     parser.add_argument("--warm-ticks", type=int, default=3, help="ticks before RSS growth")
     parser.add_argument("--small", action="store_true", help="a small data set (a try-out)")
     parser.add_argument("--no-plant", action="store_true", help="without the planted set")
@@ -744,7 +828,12 @@ def main(argv: list[str] | None = None) -> int:
         **{f"SCHEDULE_{job.upper()}": every for job in SCHEDULED_JOBS},
     }
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED} | settings
-    worker_args = ["worker", "--", "-c", str(args.concurrency)]
+    layout = [q.strip() for q in args.queues.split("/")] if args.queues else [""]
+    worker_argv = []
+    for i in range(args.workers):
+        queues = layout[i % len(layout)]
+        celery = ["-c", str(args.concurrency), "-n", f"soak{i + 1}@%h"]
+        worker_argv.append(["worker", *(["-Q", queues] if queues else []), "--", *celery])
 
     python = os.path.relpath(sys.executable, ROOT)  # .venv/bin/python, as it was typed
     command = [python, "-m", "bench.scheduler_soak", *sys.argv[1:]]
@@ -752,9 +841,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, cpus: {os.cpu_count()}")
     print(f"settings: {' '.join(f'{k}={v}' for k, v in settings.items())}")
     print(
-        f"processes: `zavhoz sandbox --port {port}`, {args.workers} x `zavhoz "
-        f"{' '.join(worker_args)} -n soakN@%h` (every queue, prefork), `zavhoz beat`; "
-        f"logs in {run_dir}"
+        f"processes: `zavhoz sandbox --port {port}`, "
+        + ", ".join(f"`zavhoz {' '.join(argv)}`" for argv in worker_argv)
+        + f" (prefork; no -Q: every queue), `zavhoz beat`; logs in {run_dir}"
     )
     print(
         f"desk trickle: /my and /queue at {args.rate:g}/s (open loop), a new request every "
@@ -764,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
 
     procs: list[Proc] = []
     trickle: Trickle | None = None
+    activity: Activity | None = None
     memory = Memory()
     tally: Tally | None = None
     before: dict[str, tuple[int, int, str, str | None]] = {}
@@ -782,16 +872,16 @@ def main(argv: list[str] | None = None) -> int:
 
         procs.append(Proc("sandbox", ["sandbox", "--port", str(port)], env, run_dir))
         wait_http(f"{sandbox_url}/sandbox/stats", procs[0])
-        # Everyone the system writes to has a chat: staff (new-request and overdue notices),
-        # admins (reports, consistency), the trickle's residents.
-        people = staff_all + admins + residents
-        for i in range(0, len(people), 2000):
-            users = [{"id": u, "first_name": name} for u, name in people[i : i + 2000]]
+        # Every user has a chat, as on Telegram (pending outbox rows of the data set go to
+        # residents too): else those sends end "chat not found" after taking their slot.
+        people = chats(url)
+        for i in range(0, len(people), 5000):
+            users = [{"id": u, "first_name": name} for u, name in people[i : i + 5000]]
             post_json(f"{sandbox_url}/sandbox/users", users)
 
         workers = []
-        for n in range(1, args.workers + 1):
-            workers.append(Proc(f"worker{n}", [*worker_args, "-n", f"soak{n}@%h"], env, run_dir))
+        for n, argv in enumerate(worker_argv, 1):
+            workers.append(Proc(f"worker{n}", argv, env, run_dir))
         procs += workers
         for proc in workers:
             proc.wait_for_log("ready.", timeout=180)
@@ -804,10 +894,12 @@ def main(argv: list[str] | None = None) -> int:
         memory.sample(watched, memory.ready)
         beat_started = time.monotonic()
         print(
-            f"up in {beat_started - started:.0f} s; {len(staff_all)} staff, {len(admins)} admins",
+            f"up in {beat_started - started:.0f} s; {len(staff_all)} staff, {len(admins)} admins,"
+            f" {len(people):,} chats",
             flush=True,
         )
 
+        activity = Activity(url)
         trickle = Trickle(sandbox_url, args.redis_url, residents, staff, args)
         trickle.start()
         deadline = beat_started + (args.ticks + 3) * args.interval + 30
@@ -820,6 +912,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode})")
             if time.monotonic() >= next_rss:
                 memory.sample(watched)
+                activity.sample()
                 next_rss += RSS_EVERY_S
             if not memory.warm and tally.ticks_sent() > args.warm_ticks:
                 memory.sample(watched, memory.warm)  # the warm-up ticks have had an interval
@@ -828,12 +921,13 @@ def main(argv: list[str] | None = None) -> int:
                 next_progress += PROGRESS_S
         memory.sample([beat], memory.end)  # the workers' end comes once their runs are done
         beat.stop()
-        trickle.stop()
+        trickle.stopping.set()  # no new commands; those in flight are awaited below
         drain_until = time.monotonic() + DRAIN_S
         tally.update()
         while tally.unaccounted() and time.monotonic() < drain_until:
             time.sleep(0.5)
             tally.update()
+        trickle.stop()
         if not memory.warm:
             memory.warm.update(memory.ready)
             extras.append(f"fewer than {args.warm_ticks + 1} ticks: growth is from beat's start")
@@ -857,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if trickle is not None:
             trickle.stop(abandon=True)
+        if activity is not None:
+            activity.close()
         for proc in reversed(procs):
             proc.stop()
         if not args.keep:
@@ -885,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
         f"the kind busy, or nothing to accept): {trickle.not_sent}; wall time "
         f"{time.monotonic() - started:.0f} s"
     )
+    if activity is not None and activity.seen:
+        print()
+        head = ["longest s", "waiting on (behind: the blocker's statement)", "statement"]
+        print(f"statements running over {SLOW_S:g} s (sampled every {RSS_EVERY_S:g} s):")
+        print(render_table(head, activity.rows()))
+    print()
     for line in extras:
         print(line)
     print(f"target, runs = ticks for every job: {'MET' if all_ran else 'MISSED'}")

@@ -134,12 +134,13 @@ def _tell(session: Session, breaches: list[Breach], at: datetime) -> Replies:
                 entry[1].append(breach)
     # One notice per person and batch: the key names the batch's first request and the moment.
     replies = Replies.for_job(session, f"escalate:{breaches[0].request.id}:{at.isoformat()}")
+    lines: dict[tuple[int, str], str] = {}  # a breach's line is the same for everyone
     for chat_id, (user, theirs) in heard.items():
         lang = user.language
         if len(theirs) == 1:
             text = _overdue(theirs[0], assignees, lang, "sla.overdue")
         else:
-            text = _digest(theirs, assignees, lang)
+            text = _digest(theirs, assignees, lang, lines)
         only = theirs[0].request.id if len(theirs) == 1 else None
         replies.message(chat_id, text, user_id=user.id, request_id=only)
     return replies
@@ -165,13 +166,21 @@ def _overdue(breach: Breach, assignees: Mapping[int, User], lang: str, key: str)
 DIGEST_LIMIT = 3800
 
 
-def _digest(breaches: list[Breach], assignees: Mapping[int, User], lang: str) -> str:
+def _digest(
+    breaches: list[Breach],
+    assignees: Mapping[int, User],
+    lang: str,
+    lines: dict[tuple[int, str], str],
+) -> str:
     """The most overdue first, as many as fit; the rest counted, pointing at /queue."""
     ordered = sorted(breaches, key=lambda b: b.late, reverse=True)
     text = str(t("sla.overdue_many", lang, count=len(ordered)))
     shown = 0
     for breach in ordered:
-        line = "\n" + str(_overdue(breach, assignees, lang, "sla.overdue_line"))
+        key = (breach.request.id, lang)
+        if key not in lines:
+            lines[key] = "\n" + str(_overdue(breach, assignees, lang, "sla.overdue_line"))
+        line = lines[key]
         if len(text) + len(line) > DIGEST_LIMIT:
             break
         text, shown = text + line, shown + 1
