@@ -3,39 +3,43 @@ ticks, against the maintenance data set, with desk traffic trickling in; per job
 every tick ran and how long the runs took, and whether the processes' memory stayed flat.
 
     .venv/bin/python -m bench.scheduler_soak [--ticks 144] [--interval 10] [--workers 2]
-                                             [--concurrency 2] [--rate 2] [--create-every 60]
-                                             [--warm-ticks 3] [--small] [--no-plant] [--keep]
+                                             [--concurrency 2] [--queues Q,Q/Q,...]
+                                             [--rate 2] [--create-every 60] [--warm-ticks 3]
+                                             [--small] [--no-plant] [--keep]
 
-About ticks x interval plus a minute or two (144 x 10 s: ~26 minutes).
+About ticks x interval plus two to three minutes (144 x 10 s: ~27 minutes).
 
 Processes (each its own process group, logs under a temporary directory): `zavhoz sandbox`
-on a free port, --workers `zavhoz worker -- -c CONCURRENCY` (every queue, prefork) and one
-`zavhoz beat` (redbeat), with every job of workers.app.SCHEDULED_JOBS on SCHEDULE_<JOB> =
---interval seconds; Redis database 9 (flushed) is broker, beat lock and dialog storage.
+on a free port, --workers `zavhoz worker -- -c CONCURRENCY` (prefork; every queue, or the
+--queues of each in turn) and one `zavhoz beat` (redbeat), with every job of
+workers.app.SCHEDULED_JOBS on SCHEDULE_<JOB> = --interval seconds; Redis database 9 (flushed)
+is broker, limiter, beat lock and dialog storage.
 
 The database is a copy (CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY) of
 zavhoz_bench_maintenance_base, the data set of bench/maintenance.py (1,000,000 requests,
-100,000 users, 2,000,000 comments; `python -m bench.maintenance` makes it), with its planted set
-(inconsistencies, orphans, overdue and retention rows; --no-plant leaves it out), dropped at
-the end (--keep keeps it). --small: a fresh migrated database with a few hundred users instead,
-for trying the script out; its figures say nothing about the target.
+100,000 users, 2,000,000 comments; `python -m bench.maintenance` makes it), with its planted
+set (inconsistencies, orphans, overdue, stalled broadcasts, retention rows; --no-plant leaves
+it out), dropped at the end (--keep keeps it). --small: a fresh migrated database with a few
+hundred users instead, for trying the script out; its figures say nothing about the target.
+Every user has a chat in the sandbox, as on Telegram.
 
 Desk traffic, open loop, through the bot's path (a command task by name on the broker, as
 bot/enqueue.py publishes it): residents' /my and staff's /queue at --rate per second, a staff
 member accepting each request the trickle created, and a resident creating one every
 --create-every seconds (rarely: each new request notifies every staff member, 300 in the data
-set, and a fan-out drains far below the bot's 30 msg/s here, while a staff member's replies
-wait behind the notices to their chat). Latency: publishing to the reply reaching the sandbox,
-where every user of the data set has a chat.
+set, the bot's 30 msg/s are shared, and a staff member's replies wait behind the notices to
+their chat). Latency: publishing the command to its reply reaching the sandbox.
 
 Per job: ticks (expected beat sends), sends ("Sending due task" in beat's log), runs (the
-worker's finished executions: Celery's "succeeded"/"raised" lines), failures, skipped (the job
-lock's `job.skipped`), expired (the message came after its expiry, the interval, and was
-discarded), duration min/median/max of the runs that did the work (Celery's "succeeded in"),
-runs longer than the interval, and `job_runs`' own count of runs. runs must equal ticks.
-RSS (VmRSS of every process of each tree, prefork children included): when beat starts, after
---warm-ticks ticks (imports and first-use caches are done: growth is measured from here,
-target under 10 %), at the end, and the peak. Exits non-zero only when the setup fails.
+workers' finished executions: Celery's "succeeded"/"raised" lines), failures, skipped (the job
+lock's `job.skipped`: the previous run was still going), expired (the message waited longer
+than its expiry, the interval, and was discarded), duration min/median/max of the runs that did
+the work ("succeeded in"), runs longer than the interval, and `job_runs`' own count of runs
+that did the work. runs must equal ticks. RSS (VmRSS) of every process, prefork children
+included, and of each worker's tree: when beat starts, after --warm-ticks ticks (imports and
+first-use caches are done: growth is measured from here, target under 10 %), at the end, and
+the peak. Statements of the run's database seen running over 5 s are listed with what they
+waited for. Exits non-zero only when the setup fails.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ class Proc:
     """`python -m zavhoz ...` in its own process group (a kill reaches pool children too)."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.args = name, args
+        self.name = name
         self.log_path = log_dir / f"{name}.log"
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
@@ -173,31 +177,42 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+STAGES = ("ready", "warm", "end")
+
+
 @dataclass
 class Memory:
-    """RSS series of every process of the watched trees, by pid."""
+    """RSS of every process of the watched trees, by pid, and of each tree in total, at the
+    stages (beat's start, after the warm-up, the end); the peak of every sample."""
 
     labels: dict[int, str] = field(default_factory=dict)
-    ready: dict[int, float] = field(default_factory=dict)
-    warm: dict[int, float] = field(default_factory=dict)
-    end: dict[int, float] = field(default_factory=dict)
+    at: dict[str, dict[int, float]] = field(default_factory=lambda: {s: {} for s in STAGES})
+    trees: dict[str, dict[str, float]] = field(default_factory=lambda: {s: {} for s in STAGES})
     peak: dict[int, float] = field(default_factory=dict)
     last: dict[int, float] = field(default_factory=dict)
+    _children: dict[str, int] = field(default_factory=dict)
 
-    def sample(self, procs: list[Proc], into: dict[int, float] | None = None) -> dict[int, float]:
+    def sample(self, procs: list[Proc], stage: str | None = None) -> None:
         ppids, now = _ppids(), {}
         for proc in procs:
-            for k, pid in enumerate(tree(proc.popen.pid, ppids)):
+            total = 0.0
+            for pid in tree(proc.popen.pid, ppids):
                 mb = rss_mb(pid)
                 if mb is None:
                     continue
-                self.labels.setdefault(pid, proc.name if k == 0 else f"{proc.name} child {k}")
+                if pid not in self.labels:
+                    # A replaced pool child (killed at the hard time limit) gets a new number.
+                    n = self._children.get(proc.name, -1) + 1
+                    self._children[proc.name] = n
+                    self.labels[pid] = f"{proc.name} child {n}" if n else proc.name
                 now[pid] = mb
+                total += mb
                 self.peak[pid] = max(self.peak.get(pid, 0.0), mb)
-        if into is not None:
-            into.update(now)
+            if stage is not None and total:
+                self.trees[stage][proc.name] = total
+        if stage is not None:
+            self.at[stage].update(now)
         self.last = now
-        return now
 
 
 # --- Logs -------------------------------------------------------------------------------------
@@ -736,24 +751,28 @@ def jobs_table(
 
 
 def rss_table(memory: Memory) -> tuple[str, bool]:
+    """One row a process, then one a tree (a worker and its pool children) in total."""
     rows, flat = [], True
+
+    def row(label: str, pid: str, values: list[float | None], peak: float | None) -> None:
+        nonlocal flat
+        _, warm, end = values
+        growth = None if warm is None or end is None else (end - warm) / warm
+        if growth is not None:
+            flat &= growth < TARGET_GROWTH
+        verdict = "gone" if end is None else ("new" if warm is None else "")
+        if growth is not None:
+            verdict = "yes" if growth < TARGET_GROWTH else "NO"
+        cells = [label, pid, *map(_mb, values), _mb(peak)]
+        rows.append([*cells, "-" if growth is None else f"{growth * 100:+.1f}", verdict])
+
     for pid, label in memory.labels.items():
-        base = memory.warm.get(pid)
-        end = memory.end.get(pid)
-        growth = None if base is None or end is None else (end - base) / base
-        flat &= growth is not None and growth < TARGET_GROWTH
-        rows.append(
-            [
-                label,
-                f"{pid}",
-                _mb(memory.ready.get(pid)),
-                _mb(base),
-                _mb(end),
-                _mb(memory.peak.get(pid)),
-                "-" if growth is None else f"{growth * 100:+.1f}",
-                "gone" if end is None else ("yes" if growth is not None and growth < 0.1 else "NO"),
-            ]
-        )
+        values = [memory.at[stage].get(pid) for stage in STAGES]
+        row(label, str(pid), values, memory.peak.get(pid))
+    for name in memory.trees["ready"]:
+        if any(label.startswith(f"{name} child") for label in memory.labels.values()):
+            values = [memory.trees[stage].get(name) for stage in STAGES]
+            row(f"{name}, whole tree", "", values, None)
     head = ["process", "pid", "beat start MB", "after warm-up MB", "end MB", "peak MB"]
     return render_table([*head, "growth %", "< 10 %"], rows), flat
 
@@ -891,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
         beat.wait_for_log("beat: Starting", timeout=120)
         tally = Tally(SCHEDULED_JOBS, beat.log_path, [w.log_path for w in workers])
         watched = [p for p in procs if p.name != "sandbox"]
-        memory.sample(watched, memory.ready)
+        memory.sample(watched, "ready")
         beat_started = time.monotonic()
         print(
             f"up in {beat_started - started:.0f} s; {len(staff_all)} staff, {len(admins)} admins,"
@@ -914,12 +933,12 @@ def main(argv: list[str] | None = None) -> int:
                 memory.sample(watched)
                 activity.sample()
                 next_rss += RSS_EVERY_S
-            if not memory.warm and tally.ticks_sent() > args.warm_ticks:
-                memory.sample(watched, memory.warm)  # the warm-up ticks have had an interval
+            if not memory.at["warm"] and tally.ticks_sent() > args.warm_ticks:
+                memory.sample(watched, "warm")  # the warm-up ticks have had an interval
             if time.monotonic() >= next_progress:
                 print(progress(tally, trickle, memory, args.ticks, beat_started), flush=True)
                 next_progress += PROGRESS_S
-        memory.sample([beat], memory.end)  # the workers' end comes once their runs are done
+        memory.sample([beat], "end")  # the workers' end comes once their runs are done
         beat.stop()
         trickle.stopping.set()  # no new commands; those in flight are awaited below
         drain_until = time.monotonic() + DRAIN_S
@@ -928,10 +947,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             tally.update()
         trickle.stop()
-        if not memory.warm:
-            memory.warm.update(memory.ready)
+        if not memory.at["warm"]:
+            memory.at["warm"], memory.trees["warm"] = memory.at["ready"], memory.trees["ready"]
             extras.append(f"fewer than {args.warm_ticks + 1} ticks: growth is from beat's start")
-        memory.sample(workers, memory.end)
+        memory.sample(workers, "end")
         print(progress(tally, trickle, memory, args.ticks, beat_started), flush=True)
         after = job_runs(url)
         outbox = query(url, "SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state")
@@ -1006,7 +1025,7 @@ def progress(tally: Tally, trickle: Trickle, memory: Memory, ticks: int, since: 
     desk = f"desk {sent} replied {len(ms)}"
     if ms:
         desk += f" p50 {percentile(ms, 0.5):.0f} ms p95 {percentile(ms, 0.95):.0f} ms"
-    latest = memory.end or memory.last  # at the end, beat's last sample was before it stopped
+    latest = memory.at["end"] or memory.last  # at the end, beat's last sample was before it stopped
     workers = sum(mb for pid, mb in latest.items() if memory.labels[pid] != "beat")
     beat = sum(mb for pid, mb in latest.items() if memory.labels[pid] == "beat")
     elapsed = time.monotonic() - since
