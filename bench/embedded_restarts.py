@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -73,6 +72,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.embedded import pct, table
 from tests.e2e.test_embedded import free_port
 from tests.e2e.test_embedded_restarts import CREATED, children, fill_in, kill_machine, start
 from tests.support.chat import Chat
@@ -528,28 +528,6 @@ def order_try(api: SandboxAPI, number: int) -> Try:
 
 # ---------------------------------------------------------------------------------------------
 # reporting
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
-    """Fixed-width columns: the first `left` aligned left, the rest right."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        padded = [
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return " | ".join(padded).rstrip()
-
-    out = [line(cells[0]), "-+-".join("-" * w for w in widths)]
-    out += [line(row) for row in cells[1:]]
-    return "\n".join(out)
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
