@@ -184,6 +184,7 @@ def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
             continue  # sent after its predecessor, below
         if deadline is not None and time.monotonic() > deadline:
             report.counts["deferred"] = report.counts.get("deferred", 0) + 1
+            report.retry_at[row_id] = now()  # for a task of its own (see retry_signature)
             continue
         row = claim(Outbox.id == row_id)
         if row is None:

@@ -153,3 +153,25 @@ def test_a_row_whose_sender_died_long_ago_does_not_hold_its_chat(
         s.commit()
     assert outbox.deliver([second]).counts == {"sent": 1}
     assert texts(sandbox, CHAT) == ["next"]
+
+
+def test_a_delivery_past_its_budget_hands_the_rest_on(
+    db: Engine, sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """notifications.deliver starts sends for DELIVER_BUDGET_S, then hands the rest to a task
+    of its own: many notices never run a task into its time limit, and all arrive."""
+    from workers import notification_tasks
+
+    handed: list[object] = []
+    monkeypatch.setattr(notification_tasks, "DELIVER_BUDGET_S", 0.0)
+    monkeypatch.setattr(notification_tasks, "send_signatures", handed.extend)
+    chats = [7400 + n for n in range(4)]
+    for chat in chats:
+        sandbox._call("POST", "/sandbox/users", {"id": chat})
+    ids = write(db, "many", *((chat, f"notice to {chat}") for chat in chats))
+    assert notification_tasks.deliver(ids) == {"deferred": 4}  # no time left to start any
+    (follow_up,) = handed
+    assert follow_up is not None and sorted(follow_up.args[0]) == ids  # type: ignore[attr-defined]
+    monkeypatch.setattr(notification_tasks, "DELIVER_BUDGET_S", 10.0)
+    assert notification_tasks.deliver(*follow_up.args) == {"sent": 4}  # type: ignore[attr-defined]
+    assert [texts(sandbox, chat) for chat in chats] == [[f"notice to {c}"] for c in chats]
