@@ -133,15 +133,18 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to the process itself (a worker's warm shutdown: its pool children finish
-        what they run; a SIGTERM to them would kill those tasks), then SIGKILL the group: a
-        pool child may outlive its parent."""
+    def terminate(self) -> None:
+        """SIGTERM to the process itself: a worker's warm shutdown, its pool children finish
+        what they run (a SIGTERM to them would kill those tasks)."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Terminate, then SIGKILL the group: a pool child may outlive its parent."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=timeout)
         self.signal(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
@@ -972,6 +975,9 @@ def main(argv: list[str] | None = None) -> int:
             trickle.stop(abandon=True)
         if activity is not None:
             activity.close()
+        for proc in procs:
+            if proc.name != "sandbox":  # last: what is still sent goes somewhere
+                proc.terminate()  # all at once: each worker's warm shutdown takes its time
         for proc in reversed(procs):
             proc.stop()
         if not args.keep:
