@@ -116,6 +116,7 @@ class Proc:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def wait_for_log(self, needle: str, timeout: float = 120.0) -> None:
@@ -148,6 +149,14 @@ class Proc:
         self.signal(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: a SIGTERM when this script dies without its cleanup (a
+    SIGKILL); a worker's pool children go with their parent's warm shutdown."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _ppids() -> dict[int, int]:
@@ -819,6 +828,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _terminate(*_: object) -> None:
+    print("SIGTERM: stopping everything this run started", file=sys.stderr, flush=True)
     raise SystemExit(130)  # a SIGTERM runs the cleanup below like Ctrl-C does
 
 
@@ -971,6 +981,9 @@ def main(argv: list[str] | None = None) -> int:
             if error:
                 extras.append(f"job_runs {task}: last {outcome}, {failures} failures: {error}")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short and leave processes.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if trickle is not None:
             trickle.stop(abandon=True)
         if activity is not None:
