@@ -21,6 +21,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from core import commands as c
+from core.limits import USER_QUOTA_PREFIX
 from core.logging import get_logger
 from core.settings import Settings
 from core.texts import duration, t
@@ -53,7 +54,9 @@ class Quotas:
         storage: Storage
         if settings.redis_url:
             storage = RedisStorage(
-                "async+" + settings.redis_url, implementation="redispy", key_prefix="zavhoz:uq"
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=USER_QUOTA_PREFIX,
             )
         else:
             storage = MemoryStorage()

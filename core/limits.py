@@ -16,3 +16,7 @@ MESSAGE_MAX = 4096
 CAPTION_MAX = 1024
 CALLBACK_DATA_MAX = 64
 BROADCAST_MAX = 4000  # visible characters; leaves room under MESSAGE_MAX
+
+# Users' quotas (bot/quotas.py) in Redis: `<prefix>:LIMITER/<kind>/<telegram id>/...`; an
+# erasure deletes them (workers/privacy/dialogs.py).
+USER_QUOTA_PREFIX = "zavhoz:uq"

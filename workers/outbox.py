@@ -23,7 +23,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from celery import Signature, signature
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
@@ -238,9 +238,31 @@ def _due_later(row_id: int) -> datetime | None:
         row = session.get(Outbox, row_id)
         if row is None or row.state != OutboxState.PENDING:
             return None
-        if session.scalar(select(Outbox.id).where(Outbox.id == row_id, _in_order())) is None:
-            return None  # it waits for an older row: that one's sender sends it next
-        return row.next_attempt_at
+        if session.scalar(select(Outbox.id).where(Outbox.id == row_id, _in_order())) is not None:
+            return row.next_attempt_at
+        if session.scalar(select(Outbox.id).where(*_older(row, OutboxState.PENDING))):
+            return None  # it waits for an older unsent row: that one's sender sends it next
+        # Held by an older row being sent: its sender sends this one next, unless it died or
+        # lost the database meanwhile (a PostgreSQL cut): then the hold ends, and this is when.
+        claimed = session.scalar(
+            select(func.max(Outbox.next_attempt_at)).where(*_older(row, OutboxState.SENDING))
+        )
+        if claimed is None:
+            return None
+        lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+        hold = timedelta(seconds=MAX_LIMITER_WAIT_S + _SEND_TIMEOUT_S)
+        return max(as_utc(row.next_attempt_at), as_utc(claimed) - lease + hold)
+
+
+def _older(row: Outbox, state: OutboxState) -> list[ColumnElement[bool]]:
+    """Older send* rows to the same chat in `state` (see _in_order)."""
+    return [
+        Outbox.chat_id == row.chat_id,
+        Outbox.id < row.id,
+        Outbox.state == state,
+        Outbox.batch_id.is_(None),
+        Outbox.method.startswith("send"),
+    ]
 
 
 def _in_order() -> ColumnElement[bool]:

@@ -25,3 +25,26 @@ async def test_two_bot_processes_share_a_users_window(
     assert refused.value.kind == "comments" and 3500 < refused.value.wait_s <= 3600
     # Other commands still go (the commands limit is not spent by the refusal).
     await second.take(4242, c.ShowMyRequests(idempotency_key="m", actor=actor))
+
+
+async def test_an_erasure_deletes_the_users_quota_keys(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quota keys name the user's Telegram id (windows of up to an hour): erased with them."""
+    import redis
+
+    from workers.privacy import dialogs
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    quotas = Quotas.from_settings(get_settings())
+    for user in (4343, 43):  # 43: a look-alike that must stay
+        actor = c.Actor(user_id=user, chat_id=user)
+        await quotas.take(
+            user, c.AddComment(idempotency_key="k", actor=actor, request_id=1, text="x")
+        )
+    client = redis.Redis.from_url(redis_url)
+    assert any(b"/4343/" in k for k in client.keys("*"))
+    dialogs.forget(4343)
+    left = client.keys("*")
+    assert not any(b"4343" in k for k in left) and any(b"/43/" in k for k in left)

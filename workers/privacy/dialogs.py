@@ -1,4 +1,5 @@
-"""A user's dialog keys (aiogram FSM: state, draft, recent places) in the bot's storage: Redis,
+"""A user's dialog keys (aiogram FSM: state, draft, recent places) and quotas in the bot's
+storage: Redis,
 or on embedded defaults `VAR_DIR/dialogs.sqlite3`. Keys are `fsm:<chat>[:<thread>]:<user>:
 <destiny>[:<field>]` (DefaultKeyBuilder(with_destiny=True), as bot/app.py builds it)."""
 
@@ -8,6 +9,7 @@ import sqlite3
 
 import redis
 
+from core.limits import USER_QUOTA_PREFIX
 from core.settings import get_settings
 
 PREFIX = "fsm"
@@ -29,6 +31,14 @@ def forget(telegram_id: int) -> int:
                 raw
                 for raw in client.scan_iter(match=f"{PREFIX}:*:{telegram_id}:*", count=_BATCH)
                 if telegram_id in _candidates(raw.decode())
+            ]
+            # The bot's quotas of them name them too (moving windows of up to an hour).
+            keys += [
+                raw
+                for raw in client.scan_iter(
+                    match=f"{USER_QUOTA_PREFIX}:LIMITER/*/{telegram_id}/*", count=_BATCH
+                )
+                if raw.decode().split("/")[2] == str(telegram_id)
             ]
             for start in range(0, len(keys), _BATCH):
                 client.delete(*keys[start : start + _BATCH])
