@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.broadcast import flush_redis
 from bench.reports import conninfo, database_name, read_marker, render_table
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/zavhoz_bench_soak"
@@ -692,16 +693,6 @@ def latency_rows(samples: list[Sample]) -> list[list[str]]:
 
 
 # --- The run ----------------------------------------------------------------------------------
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 def post_json(url: str, body: Any) -> None:
