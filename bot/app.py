@@ -28,6 +28,7 @@ from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
 from core.logging import configure_logging, get_logger
 from core.menu import commands_for
+from core.metrics import setup as setup_metrics
 from core.observability import init_sentry
 from core.pacing import get_limiter
 from core.readiness import mark_ready
@@ -192,6 +193,7 @@ def main(settings: Settings) -> None:
     from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
     init_sentry(settings, [AioHttpIntegration()])
+    setup_metrics(settings, "bot")
     runner = run_webhook if settings.webhook_url else run_polling
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner(settings))

@@ -9,6 +9,7 @@ redelivers).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from celery import Celery
@@ -23,6 +24,7 @@ from tenacity import (
 
 from core.commands import Command
 from core.logging import get_logger
+from core.metrics import metrics
 from core.queues import queue_for
 
 log = get_logger(__name__)
@@ -45,6 +47,14 @@ def log_retry(event: str) -> Callable[[RetryCallState], None]:
         )
 
     return log_it
+
+
+_log_broker_retry = log_retry("broker.unavailable")
+
+
+def _broker_retry(state: RetryCallState) -> None:
+    metrics().broker_retries.inc()
+    _log_broker_retry(state)
 
 
 class CommandQueue:
@@ -92,15 +102,17 @@ class CommandQueue:
             stop=stop_never
             if self.give_up_after_s is None
             else stop_after_delay(self.give_up_after_s),
-            before_sleep=log_retry("broker.unavailable"),
+            before_sleep=_broker_retry,
             reraise=True,
         )
+        started = time.perf_counter()
         try:
             async for attempt in retrying:
                 with attempt:
                     await asyncio.to_thread(self._publish, command)
         except Exception as error:
             raise BrokerUnavailable(str(error)) from error
+        metrics().enqueue_seconds.observe(time.perf_counter() - started)
         log.info("command.enqueued", command=command.task_name)
 
     def close(self) -> None:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook server must be reachable
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     var_dir: Path = Path("var")
+    # Prometheus metrics (core/metrics.py): each process serves on the first free port from
+    # here on; unset, nothing is served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another host
     reopen_window_days: int = Field(default=7, ge=0)
     # Telegram's limits, held globally by the workers' shared limiter.
     rate_bot_per_second: int = Field(default=30, ge=1)
@@ -151,7 +155,9 @@ class Settings(BaseSettings):
             parse_many(value)  # ValueError names what it could not read
         return value
 
-    @field_validator("database_url", "redis_url", "bot_token", "sentry_dsn", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "bot_token", "sentry_dsn", "metrics_port", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

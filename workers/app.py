@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -163,6 +164,25 @@ def _init_sentry(**_: Any) -> None:
 
 
 @signals.celeryd_after_setup.connect
+def _serve_metrics(instance: Any, **_: Any) -> None:
+    """Before the pool forks: its children then write into this process's metrics directory."""
+    from core.metrics import setup
+    from workers.backlog import BacklogCollector
+
+    queues = instance.app.amqp.queues
+    consumed = sorted(queues.consume_from or queues)
+    setup(get_settings(), "worker", [BacklogCollector(consumes=consumed)])
+
+
+@signals.beat_init.connect
+def _serve_beat_metrics(**_: Any) -> None:
+    from core.metrics import setup
+    from workers.backlog import BacklogCollector
+
+    setup(get_settings(), "beat", [BacklogCollector()])
+
+
+@signals.celeryd_after_setup.connect
 def _warm_reports(instance: Any, **_: Any) -> None:
     """A worker that builds reports imports matplotlib before its pool forks (~1 s here):
     otherwise the first report after each start pays for it (bench/reports.py)."""
@@ -204,19 +224,30 @@ def _on_shutdown(**_: Any) -> None:
     close_clients()
 
 
+_started: dict[str, float] = {}  # task id -> when it started, for the duration histogram
+
+
 @signals.task_prerun.connect
 def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
     import structlog
 
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
+    _started[task_id] = time.perf_counter()
 
 
 @signals.task_postrun.connect
-def _unbind_task_context(**_: Any) -> None:
+def _unbind_task_context(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
     import structlog
 
+    from core.metrics import metrics
+
     structlog.contextvars.clear_contextvars()
+    started = _started.pop(task_id, None)
+    m = metrics()
+    m.tasks.labels(task.name, (state or "unknown").lower()).inc()
+    if started is not None:
+        m.task_seconds.labels(task.name).observe(time.perf_counter() - started)
 
 
 def send_signatures(signatures: Iterable[Signature | None]) -> None:

@@ -12,7 +12,9 @@ from celery import Task
 from pydantic import ValidationError
 
 from core import commands as c
+from core.clock import as_utc, now
 from core.logging import get_logger
+from core.metrics import metrics
 from workers import failures, outbox
 from workers.app import app, send_signatures
 from workers.command_runner import C, Handler, apply_command
@@ -33,6 +35,11 @@ def run_command(command: C, handler: Handler[C]) -> bool:
     )
     # Fast path: the actor's own replies go out now; what fails stays pending for a retry.
     report = outbox.deliver(outcome.inline)
+    if outcome.applied and command.issued_at is not None and report.counts.get("sent"):
+        # The user's wait: from the bot's receipt of the update (Telegram's own `date` has
+        # whole seconds only) to Telegram accepting the reply.
+        waited = (now() - as_utc(command.issued_at)).total_seconds()
+        metrics().command_latency.labels(command.task_name).observe(max(0.0, waited))
     send_signatures(
         [
             outbox.retry_signature(report),

@@ -15,20 +15,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramNotFound,
     TelegramRetryAfter,
+    TelegramServerError,
 )
 from celery import Signature, signature
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
 from core.domain import EventAction
 from core.logging import get_logger
+from core.metrics import metrics
 from core.pacing import get_limiter
 from core.settings import get_settings
 from core.states import OutboxState
@@ -374,13 +378,28 @@ def classify(error: Exception) -> Verdict:
     )  # 5xx, network, an HTML error page, anything not seen before
 
 
+def send_outcome(error: Exception, verdict: Verdict) -> str:
+    """A failed send as the metrics count it (core.metrics.SEND_OUTCOMES)."""
+    if verdict.retry_after is not None:
+        return "429"
+    if verdict.unreachable:
+        return "403"
+    if verdict.state != OutboxState.PENDING:
+        return "400"
+    # An HTML error page (ClientDecodeError) comes from a proxy in front of the Bot API.
+    return "5xx" if isinstance(error, TelegramServerError | ClientDecodeError) else "network"
+
+
 def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     """Send a claimed row and record the outcome; returns it and, to retry, when."""
     bound = log.bind(outbox_id=row.id, method=row.method, chat_id=row.chat_id)
     limiter = get_limiter(paid=bool(row.payload.get("allow_paid_broadcast")))
     lease_left = (as_utc(row.next_attempt_at) - now()).total_seconds() - _SEND_TIMEOUT_S
     # A slot under the global limits every worker shares, or the row goes back unsent.
-    if not limiter.acquire(row.chat_id, timeout=max(0.0, min(MAX_LIMITER_WAIT_S, lease_left))):
+    waited = time.perf_counter()
+    got = limiter.acquire(row.chat_id, timeout=max(0.0, min(MAX_LIMITER_WAIT_S, lease_left)))
+    metrics().limiter_wait.observe(time.perf_counter() - waited)
+    if not got:
         later = now() + timedelta(seconds=max(limiter.paused_for(), 1.0))
         _record(
             row,
@@ -397,12 +416,18 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     values: dict[str, object]
     error_text: str | None = None
     verdict: Verdict | None = None
+    # The task's time is up mid-call: the row is recorded as any transient failure (it may
+    # have gone: Telegram cannot say), then the task stops instead of sending the next one.
+    stopped: SoftTimeLimitExceeded | None = None
     try:
         result = get_client().call(method_for(row.method, uploads.resolve(row.payload)))
     except Exception as error:
         verdict = classify(error)
+        metrics().sends.labels(send_outcome(error, verdict)).inc()
+        stopped = error if isinstance(error, SoftTimeLimitExceeded) else None
         error_text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"[:1000]
     if verdict is None:
+        metrics().sends.labels("sent").inc()
         uploads.remember(row.payload, result)
         values = {
             "state": OutboxState.SENT,
@@ -434,6 +459,8 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
         values = {"state": verdict.state}
         bound.error("telegram.bad_request", error=error_text)
     _record(row, values, error_text, unreachable=bool(verdict and verdict.unreachable))
+    if stopped is not None:
+        raise stopped
     state = str(values["state"])
     if state == OutboxState.PENDING:
         return "retry", values["next_attempt_at"]  # type: ignore[return-value]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,14 +22,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.observability import SENT_AT_HEADER
 from core.queues import ALL_QUEUES
 from core.schedules import Cron, Interval
 from core.settings import get_settings
 
 BEAT_LOCK_KEY = "zavhoz:redbeat::lock"
 DEFAULT_MAX_AGE_S = 300.0
-_PRIORITY_SEP = "\x06\x16"  # kombu's Redis priority queues: "<queue>\x06\x16<priority>"
 
 
 @dataclass
@@ -42,6 +39,7 @@ class Status:
     beat_lock: str = "n/a"
     jobs: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # who serves where (METRICS_PORT)
     problems: list[str] = field(default_factory=list)
 
 
@@ -95,6 +93,7 @@ def collect(max_age_s: float, *, at: float | None = None) -> Status:
     status.queues = _queues(at)
     status.workers = _workers()
     status.beat_lock = _beat_lock()
+    status.metrics = _metrics()
     _database(status, at)
     _judge(status, max_age_s, at)
     return status
@@ -104,66 +103,16 @@ def collect(max_age_s: float, *, at: float | None = None) -> Status:
 
 
 def _queues(at: float) -> list[dict[str, Any]]:
-    settings = get_settings()
-    found = _redis_queues(settings.redis_url) if settings.redis_url else _embedded_queues()
+    from workers.backlog import queue_backlog
+
     return [
         {
             "queue": queue,
             "depth": depth,
             "oldest_s": None if sent is None else round(max(0.0, at - sent), 1),
         }
-        for queue, (depth, sent) in found.items()
+        for queue, (depth, sent) in queue_backlog().items()
     ]
-
-
-def _sent_at(raw: bytes | str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
-    except (ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _redis_queues(url: str) -> dict[str, tuple[int, float | None]]:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
-    try:
-        found: dict[str, tuple[int, float | None]] = {}
-        for queue in ALL_QUEUES:
-            keys = [queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))]
-            depth = sum(int(client.llen(k)) for k in keys)
-            # kombu pushes on the left and pops on the right: the oldest is the last element.
-            oldest = [s for k in keys if (s := _sent_at(client.lindex(k, -1))) is not None]
-            found[queue] = (depth, min(oldest) if oldest else None)
-        return found
-    finally:
-        client.close()
-
-
-def _embedded_queues() -> dict[str, tuple[int, float | None]]:
-    path = get_settings().var_dir / "broker.sqlite3"
-    found: dict[str, tuple[int, float | None]] = dict.fromkeys(ALL_QUEUES, (0, None))
-    if not path.exists():
-        return found
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT q.name, COUNT(*), MIN(m.id) FROM kombu_message m"
-            " JOIN kombu_queue q ON q.id = m.queue_id WHERE m.visible GROUP BY q.name"
-        ).fetchall()
-        for name, depth, first in rows:
-            if name not in found:
-                continue
-            payload = conn.execute("SELECT payload FROM kombu_message WHERE id = ?", (first,))
-            found[name] = (int(depth), _sent_at(payload.fetchone()[0]))
-    except sqlite3.OperationalError:
-        pass  # no message was ever sent: kombu has not made its tables yet
-    finally:
-        conn.close()
-    return found
 
 
 def _workers() -> list[dict[str, Any]] | None:
@@ -201,6 +150,12 @@ def _beat_lock() -> str:
     return "free: no beat holds it" if ttl < 0 else f"held (renewed within {ttl / 1000:.0f} s)"
 
 
+def _metrics() -> list[dict[str, Any]]:
+    from core.metrics import endpoints
+
+    return [{**asdict(e), "url": e.url} for e in endpoints(get_settings())]
+
+
 # --- the database ----------------------------------------------------------------------------
 
 
@@ -212,24 +167,19 @@ def _database(status: Status, at: float) -> None:
     from db.models import Broadcast, DeadLetter, Outbox
     from db.session import session_scope
     from workers.app import beat_schedule
+    from workers.backlog import letters_waiting, outbox_states
     from workers.upkeep.jobs import last_runs
 
     hour_ago = datetime.fromtimestamp(at - 3600).astimezone()
     with session_scope() as session:
-        states: dict[str, int] = {
-            s: n
-            for s, n in session.execute(select(Outbox.state, func.count()).group_by(Outbox.state))
-        }
-        oldest = session.scalar(
-            select(func.min(Outbox.created_at)).where(Outbox.state == OutboxState.PENDING)
-        )
+        states, oldest = outbox_states(session)
         throttled = session.scalar(
             select(func.count())
             .select_from(Outbox)
             .where(Outbox.created_at >= hour_ago, Outbox.last_error.like("%RetryAfter%"))
         )
         status.outbox = {
-            **{s.value: int(states.get(s.value, 0)) for s in OutboxState},
+            **states,
             "oldest_pending_s": None
             if oldest is None
             else round(max(0.0, at - as_utc(oldest).timestamp()), 1),
@@ -255,13 +205,11 @@ def _database(status: Status, at: float) -> None:
                     else round(at - as_utc(b.heartbeat_at).timestamp(), 1),
                 }
             )
-        waiting = session.scalar(
-            select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
-        )
+        waiting = letters_waiting(session)
         recent = session.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.created_at >= hour_ago)
         )
-        status.dead_letters = {"waiting": int(waiting or 0), "last_hour": int(recent or 0)}
+        status.dead_letters = {"waiting": waiting, "last_hour": int(recent or 0)}
     settings = get_settings()
     entries = beat_schedule(settings)
     runs = {r.job: r for r in last_runs()}
@@ -367,6 +315,15 @@ def show(status: Status) -> None:
             j["outcome"] or "-", str(j["failures"]), _when(j["next_run"]) or "-",
         )  # fmt: skip
     console.print(jobs)
+    if status.metrics:
+        served = Table(title="Metrics (Prometheus)", title_justify="left")
+        for column in ("process", "pid", "url"):
+            served.add_column(column)
+        for m in status.metrics:
+            served.add_row(m["role"], str(m["pid"]), m["url"])
+        console.print(served)
+    else:
+        console.print("Metrics: not served (METRICS_PORT is unset)")
     letters = status.dead_letters
     console.print(
         f"Dead letters: {letters.get('waiting', 0)} waiting, {letters.get('last_hour', 0)} in the"

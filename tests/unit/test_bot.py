@@ -13,10 +13,15 @@ from bot.app import create_bot, create_dispatcher
 from bot.enqueue import BrokerUnavailable, CommandQueue
 from core.commands import Actor, RegisterUser
 from core.menu import main_menu
+from core.metrics import registry
 from core.roles import Role
 from core.settings import get_settings
 from core.texts import t
 from tests.support.sandbox_api import SandboxAPI
+
+
+def metric(name: str, **labels: str) -> float:
+    return registry().get_sample_value(name, labels) or 0.0
 
 
 async def feed_pending_updates(bot: Bot, dp: Dispatcher) -> int:
@@ -41,8 +46,12 @@ async def bot_and_dp(sandbox: SandboxAPI) -> AsyncIterator[tuple[Bot, Dispatcher
 async def test_start_goes_through_broker_and_worker(
     sandbox: SandboxAPI, bot_and_dp: tuple[Bot, Dispatcher]
 ) -> None:
+    updates = metric("zavhoz_bot_updates_total", type="message")
+    enqueued = metric("zavhoz_bot_enqueue_seconds_count")
     sandbox.send_text(2002, "/start", first_name="Bob", language_code="ru")
     assert await feed_pending_updates(*bot_and_dp) == 1
+    assert metric("zavhoz_bot_updates_total", type="message") == updates + 1
+    assert metric("zavhoz_bot_enqueue_seconds_count") == enqueued + 1
     messages = await asyncio.to_thread(sandbox.wait_messages, 2002, 1, 20)
     assert messages[0]["text"].startswith("Здравствуйте, Bob!")
     assert messages[0]["reply_markup"]["keyboard"] == main_menu(Role.RESIDENT, "ru")["keyboard"]
@@ -93,8 +102,10 @@ async def test_polling_mode_retries_until_the_broker_is_back() -> None:
                 raise ConnectionError("broker down")
 
     commands = Flaky("memory://", max_backoff_s=0.05)
+    retries = metric("zavhoz_bot_broker_retries_total")
     await commands.send(_command())
     assert Flaky.calls == 4
+    assert metric("zavhoz_bot_broker_retries_total") == retries + 3
 
 
 @pytest.mark.usefixtures("db", "inproc_worker")
