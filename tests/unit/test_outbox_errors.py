@@ -120,3 +120,24 @@ def test_a_row_whose_send_kills_its_worker_every_time_ends_dead(
     assert outbox.deliver([row_id]).counts == {"skipped": 1}
     assert row(db, row_id).state == "dead"
     assert chat.messages(CHAT) == []
+
+
+def test_a_send_cut_by_the_soft_time_limit_is_recorded_and_stops_the_task(
+    chat: SandboxAPI, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    first, second = write("one"), write("two")
+    client = outbox.get_client()
+
+    def cut(method: object) -> object:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(client, "call", cut)
+    with pytest.raises(SoftTimeLimitExceeded):
+        outbox.deliver([first, second])
+    # The row it was sending is pending again (it may have gone: a retry, as for a timeout),
+    # and the task did not go on to send the next one in its remaining second.
+    cut_row, next_row = row(db, first), row(db, second)
+    assert cut_row.state == "pending" and "SoftTimeLimitExceeded" in (cut_row.last_error or "")
+    assert (next_row.state, next_row.attempts) == ("pending", 0)
