@@ -57,6 +57,15 @@ def _broker_retry(state: RetryCallState) -> None:
     _log_broker_retry(state)
 
 
+def _transport_options(broker_url: str) -> dict[str, object]:
+    if broker_url.startswith("redis"):
+        return {"socket_connect_timeout": 3, "socket_timeout": 5}
+    if broker_url.startswith(("amqp", "pyamqp")):
+        # An update counts as handled once RabbitMQ confirms it has the command.
+        return {"confirm_publish": True}
+    return {}
+
+
 class CommandQueue:
     def __init__(
         self,
@@ -75,11 +84,7 @@ class CommandQueue:
         self.celery.conf.update(
             task_serializer="json",
             accept_content=["json"],
-            broker_transport_options=(
-                {"socket_connect_timeout": 3, "socket_timeout": 5}
-                if broker_url.startswith("redis")
-                else {}
-            ),
+            broker_transport_options=_transport_options(broker_url),
             broker_connection_timeout=3,
         )
         self.give_up_after_s = give_up_after_s

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.schedules import Schedule, parse_duration, parse_schedule
@@ -17,6 +24,7 @@ from core.schedules import Schedule, parse_duration, parse_schedule
 # Used when BOT_TOKEN is unset: the local sandbox accepts any well-formed token.
 SANDBOX_TOKEN = "123456789:zavhoz-sandbox"  # noqa: S105 - not a secret: sandbox only
 SANDBOX_URL = "http://127.0.0.1:8081"
+BROKER_SCHEMES = ("amqp://", "amqps://", "pyamqp://", "redis://", "rediss://")
 
 
 class Settings(BaseSettings):
@@ -26,6 +34,9 @@ class Settings(BaseSettings):
     telegram_api_url: AnyHttpUrl | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    # A broker other than Redis (RabbitMQ: amqp://user:pass@host:5672/vhost); Redis stays the
+    # dialog store, limiter and beat lock, so REDIS_URL is needed too. Unset: REDIS_URL.
+    broker: SecretStr | None = Field(default=None, validation_alias="BROKER_URL")
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     timezone: str = "UTC"
     sentry_dsn: SecretStr | None = None
@@ -171,6 +182,24 @@ class Settings(BaseSettings):
                 raise ValueError("expected the form <digits>:<secret> from @BotFather")
         return value
 
+    @field_validator("broker", mode="before")
+    @classmethod
+    def _check_broker(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not text.startswith(BROKER_SCHEMES):
+            raise ValueError("expected amqp://user:pass@host:5672/vhost or redis://host:port/db")
+        return value
+
+    @model_validator(mode="after")
+    def _broker_needs_redis(self) -> Settings:
+        if self.broker is not None and self.redis_url is None:
+            raise ValueError(
+                "BROKER_URL needs REDIS_URL too (Redis holds dialogs, the limiter, the beat lock)"
+            )
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis(cls, value: str | None) -> str | None:
@@ -212,6 +241,8 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
+        if self.broker is not None:
+            return self.broker.get_secret_value()
         if self.redis_url:
             return self.redis_url
         from core.embedded_broker import SCHEME, register
@@ -237,6 +268,11 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def amqp(self) -> bool:
+        """The broker is RabbitMQ (BROKER_URL amqp://...)."""
+        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
 
 def normalize_db_url(url: str) -> str:

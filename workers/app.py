@@ -73,26 +73,31 @@ def route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
         return None
 
 
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded:
+        return {}  # the embedded transport hands its options to create_engine
+    if settings.amqp:
+        # RabbitMQ: a publish returns once the broker has the message (publisher confirms).
+        # No visibility timeout: a message comes back when its consumer's connection drops.
+        return {"confirm_publish": True}
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        # Look for expired unacknowledged messages every 10 s (kombu's default scans every
+        # 10th period, ~100 s): a dead host's command comes back ~60-70 s after its fetch.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        # Bounded waits on a Redis that stopped answering, then the connection is retried.
+        "socket_connect_timeout": 5,
+        "socket_timeout": 15,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
+
+
 def create_app(settings: Settings) -> Celery:
     # Task arguments hold user text: message headers and task events carry a redacted summary.
     app = Celery("zavhoz", include=list(TASK_MODULES), amqp="core.observability:RedactingAMQP")
-    # The embedded transport hands its options to create_engine: Redis-only options stay out.
-    transport_options: dict[str, Any] = (
-        {}
-        if settings.embedded
-        else {
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # Look for expired unacknowledged messages every 10 s (kombu's default scans every
-            # 10th period, ~100 s): a dead host's command comes back ~60-70 s after its fetch.
-            "unacked_restore_interval": 10,
-            "unacked_restore_throttle": 1,
-            # Bounded waits on a Redis that stopped answering, then the connection is retried.
-            "socket_connect_timeout": 5,
-            "socket_timeout": 15,
-            "socket_keepalive": True,
-            "health_check_interval": 10,
-        }
-    )
+    transport_options = _transport_options(settings)
     app.conf.update(
         broker_url=settings.broker_url,
         broker_transport_options=transport_options,
@@ -104,7 +109,12 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_default_queue=INTERACTIVE,
-        task_queues=[Queue(name) for name in ALL_QUEUES],
+        # Durable queues and persistent messages on RabbitMQ (kombu's defaults, said here).
+        task_queues=[Queue(name, durable=True) for name in ALL_QUEUES],
+        task_default_delivery_mode="persistent",
+        # RabbitMQ redelivers the unacked messages of a lost connection at once: the tasks
+        # still running on them stop rather than run twice at the same time.
+        worker_cancel_long_running_tasks_on_connection_loss=settings.amqp,
         task_routes=(route,),
         # acks_late with prefetch 1: a busy worker does not hoard messages others could run.
         worker_prefetch_multiplier=1,

@@ -5,6 +5,7 @@ exports it as gauges at each scrape of a worker's or beat's metrics (core/metric
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -34,7 +35,11 @@ _PRIORITY_SEP = "\x06\x16"  # kombu's Redis priority queues: "<queue>\x06\x16<pr
 def queue_backlog() -> dict[str, tuple[int, float | None]]:
     """Each queue's depth and when its oldest message was sent (epoch seconds, if known)."""
     settings = get_settings()
-    return _redis_queues(settings.redis_url) if settings.redis_url else _embedded_queues()
+    if settings.embedded:
+        return _embedded_queues()
+    if settings.amqp:
+        return _amqp_queues(settings.broker_url)
+    return _redis_queues(settings.broker_url)
 
 
 def _sent_at(raw: bytes | str | None) -> float | None:
@@ -62,6 +67,26 @@ def _redis_queues(url: str) -> dict[str, tuple[int, float | None]]:
         return found
     finally:
         client.close()
+
+
+def _amqp_queues(url: str) -> dict[str, tuple[int, float | None]]:
+    """Depths by a passive declare. RabbitMQ cannot show a message without taking it, so the
+    oldest message's age is not known here (the outbox's oldest pending row still is)."""
+    from kombu import Connection
+
+    found: dict[str, tuple[int, float | None]] = {}
+    with Connection(url, connect_timeout=3) as conn:
+        for queue in ALL_QUEUES:
+            channel: Any = conn.channel()
+            try:
+                _, depth, _ = channel.queue_declare(queue=queue, passive=True)
+            except conn.channel_errors:  # never declared: no worker has started on it yet
+                depth = 0
+            finally:
+                with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
+                    channel.close()
+            found[queue] = (int(depth), None)
+    return found
 
 
 def _embedded_queues() -> dict[str, tuple[int, float | None]]:

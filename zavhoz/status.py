@@ -79,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _service_of(error: BaseException) -> str:
     import redis.exceptions
+    import sqlalchemy.exc
 
     from core.errors import cause_chain
 
-    if any(isinstance(cause, redis.exceptions.RedisError) for cause in cause_chain(error)):
+    causes = list(cause_chain(error))
+    if any(isinstance(cause, redis.exceptions.RedisError) for cause in causes):
         return "Redis"
-    return "the database"
+    if any(isinstance(cause, sqlalchemy.exc.SQLAlchemyError) for cause in causes):
+        return "the database"
+    return "the broker"
 
 
 def collect(max_age_s: float, *, at: float | None = None) -> Status:

@@ -40,7 +40,7 @@ def wait_for(
 
 
 def test_broadcast_with_faults_and_a_killed_worker(
-    procs: Processes, live_sandbox: SandboxAPI, pg_url: str, redis_url: str
+    procs: Processes, live_sandbox: SandboxAPI, pg_url: str, broker_url: str
 ) -> None:
     engine = create_engine(pg_url)
     with Session(engine) as s:
@@ -56,7 +56,7 @@ def test_broadcast_with_faults_and_a_killed_worker(
     queues = "interactive,notifications,maintenance"
     workers = [procs.worker(f"w{i}", "-Q", queues, "-c", "1") for i in (1, 2, 3)]
 
-    producer = Celery("test", broker=redis_url, set_as_current=False)
+    producer = Celery("test", broker=broker_url, set_as_current=False)
     actor = c.Actor(user_id=ADMIN, chat_id=ADMIN, username="boss")
 
     def send(command: c.Command) -> None:

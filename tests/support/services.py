@@ -6,11 +6,13 @@ ZAVHOZ_REQUIRE_SERVICES=1, which turns that skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -95,14 +97,48 @@ def live_sandbox() -> Iterator[SandboxAPI]:
         yield SandboxAPI(server.url)
 
 
+# ZAVHOZ_TEST_BROKER=amqp runs the tests that take `broker_url` on RabbitMQ (CI runs the
+# lifecycle and the broadcast fault test so, beside the whole suite on Redis).
+AMQP_DEFAULT = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """The test RabbitMQ, with our queues emptied."""
+    from kombu import Connection
+
+    from core.queues import ALL_QUEUES
+
+    url = os.environ.get("TEST_AMQP_URL", AMQP_DEFAULT)
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            for queue in ALL_QUEUES:
+                channel: Any = conn.channel()
+                with contextlib.suppress(*conn.channel_errors):  # not declared yet
+                    channel.queue_purge(queue)
+    except Exception as error:
+        _unavailable("RabbitMQ", error)
+    return url
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The broker for this test's processes: Redis, or RabbitMQ (ZAVHOZ_TEST_BROKER=amqp)."""
+    if os.environ.get("ZAVHOZ_TEST_BROKER", "redis") != "amqp":
+        return redis_url
+    url: str = request.getfixturevalue("amqp_url")
+    return url
+
+
 @pytest.fixture
 def procs(
-    tmp_path: Path, pg_url: str, redis_url: str, live_sandbox: SandboxAPI
+    tmp_path: Path, pg_url: str, redis_url: str, broker_url: str, live_sandbox: SandboxAPI
 ) -> Iterator[Processes]:
-    """Real processes wired to this test's database, Redis and sandbox."""
+    """Real processes wired to this test's database, Redis, broker and sandbox."""
     env = {
         "DATABASE_URL": pg_url,
         "REDIS_URL": redis_url,
+        "BROKER_URL": broker_url,
         "TELEGRAM_API_URL": live_sandbox.url,
         "LOG_FORMAT": "json",
         "VAR_DIR": str(tmp_path / "var"),

@@ -70,3 +70,29 @@ def test_cli_refuses_to_start_without_a_traceback(monkeypatch: pytest.MonkeyPatc
     assert done.returncode == 2
     assert done.stderr.strip() == "zavhoz: invalid setting ADMIN_IDS: not a Telegram user id: 'x'"
     assert "Traceback" not in done.stderr and "very-secret-token" not in done.stderr
+
+
+def test_rabbitmq_broker_beside_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("BROKER_URL", "amqp://zavhoz:s3cret@rabbit:5672/zavhoz")
+    s = Settings()
+    assert s.broker_url == "amqp://zavhoz:s3cret@rabbit:5672/zavhoz" and s.amqp
+    assert not s.embedded  # Redis still holds dialogs, the limiter and the beat lock
+    assert "s3cret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"BROKER_URL": "amqp://rabbit//"}, "BROKER_URL needs REDIS_URL"),
+        ({"BROKER_URL": "kafka://x", "REDIS_URL": "redis://r/0"}, "expected amqp://"),
+    ],
+)
+def test_bad_broker_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert says in describe_error(caught.value)
