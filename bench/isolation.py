@@ -72,10 +72,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.broadcast import Sandbox, flush_redis
+from bench.embedded import CLK, _stat
 from bench.maintenance import copy_database, exists
 from bench.reports import DEFAULT_URL as BASE_URL
 from bench.reports import conninfo, database_name, prepare, read_marker, render_table
-from bench.scheduler_soak import NOT_INHERITED, Proc, admin_execute, percentile
+from bench.scheduler_soak import NOT_INHERITED, Proc, _ppids, admin_execute, percentile, tree
 
 RUN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/zavhoz_bench_isolation"
 REDIS_URL = "redis://127.0.0.1:6379/11"  # 0, 12 and 13 belong to other work: never touch them
@@ -89,6 +90,8 @@ NEW_USER = 800_000_000  # Telegram ids of the users who /start, none in the data
 TEXT = "Water will be off on Tuesday 10:00-12:00."
 WARM_USERS = 8
 PROGRESS_S = 5.0
+SLOW_SEND_S = 0.5  # a reply's send part longer than this waited for something (limiter, 429)
+PAUSE_S = 1.5  # a 429 pauses every worker retry_after (1 s here) plus a send
 
 
 # --- Processes -------------------------------------------------------------------------------
@@ -134,6 +137,30 @@ class Children:
             if proc.popen.poll() is not None:
                 tail = proc.log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{tail}")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core spent busy since boot (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLK
+
+
+def cpu_s(children: Children) -> dict[str, float]:
+    """CPU seconds used so far: the machine, this process (the sandbox and the load), the bot
+    and the workers (each tree: live processes, and the reaped children in the root's count)."""
+    ppids = _ppids()
+    out = {"machine": machine_busy_s(), "this": sum(os.times()[:2]), "bot": 0.0, "workers": 0.0}
+    for proc in children.procs:
+        total = 0.0
+        for pid in tree(proc.popen.pid, ppids):
+            stat = _stat(pid)
+            if stat is not None:
+                total += (int(stat[11]) + int(stat[12])) / CLK
+                if pid == proc.popen.pid:
+                    total += (int(stat[13]) + int(stat[14])) / CLK  # reaped children
+        out["bot" if proc.name == "bot" else "workers"] += total
+    return out
 
 
 # --- The database ----------------------------------------------------------------------------
@@ -313,6 +340,7 @@ class Phase:
     report_s: float | None = None
     report_note: str = ""
     notes: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used in the phase
 
     def values(self) -> list[float]:
         """Every action's latency; one without a reply counts as infinitely slow, so the
@@ -343,6 +371,21 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
             phase.send.append(replies[a.chat] - created)
     phase.queue.sort()
     phase.send.sort()
+    refused = [s["t"] for s in sends if not s["accepted"]]
+    slow = [
+        replies[a.chat]
+        for a in phase.actions
+        if a.chat in replies and a.chat in rows and replies[a.chat] - rows[a.chat][0] > SLOW_SEND_S
+    ]
+    after_429 = sum(1 for t in slow if any(0 <= t - r <= PAUSE_S for r in refused))
+    c = phase.cpu
+    rest = c["machine"] - c["this"] - c["bot"] - c["workers"]
+    phase.notes.append(
+        f"CPU s in {phase.end - phase.start:.0f} s (x{os.cpu_count()} cores): workers "
+        f"{c['workers']:.1f}, bot {c['bot']:.1f}, this process (sandbox, load) {c['this']:.1f}, "
+        f"the rest (PostgreSQL, Redis, others) {rest:.1f}; replies whose send part took over "
+        f"{SLOW_SEND_S:g} s: {len(slow)}, {after_429} of them within {PAUSE_S:g} s after a 429"
+    )
     if phase.asked is not None:
         first = min(
             (s["t"] for s in window if s["accepted"] and s["chat_id"] in audience), default=None
@@ -378,7 +421,7 @@ def ratio(a: float | None, b: float | None) -> str:
 def table(phases: list[Phase]) -> str:
     head = ["layout", "phase", "sent", "replied", "p50 s", "p95 s", "p99 s", "max s",
             "x base p50/p95", "queue p50/p95", "send p50/p95/max", "bot/s", "bcast/s", "429s",
-            "report"]  # fmt: skip
+            "CPU %", "report"]  # fmt: skip
     rows = []
     base: dict[str, Phase] = {p.layout: p for p in phases if p.name == "baseline"}
     for p in phases:
@@ -398,7 +441,8 @@ def table(phases: list[Phase]) -> str:
             fmt(pct(v, 0.95), w), fmt(pct(v, 0.99), w), fmt(max(v, default=None), w), x,
             f"{fmt(pct(q, 0.5))} / {fmt(pct(q, 0.95))}",
             f"{fmt(pct(d, 0.5))} / {fmt(pct(d, 0.95))} / {fmt(max(d, default=None))}",
-            f"{p.accepted / span:.1f}", f"{p.broadcast / span:.1f}", str(p.rejected), report,
+            f"{p.accepted / span:.1f}", f"{p.broadcast / span:.1f}", str(p.rejected),
+            f"{100 * p.cpu.get('machine', 0) / span / (os.cpu_count() or 1):.0f}", report,
         ])  # fmt: skip
     return render_table(head, rows)
 
@@ -475,9 +519,12 @@ class Run:
                 self.progress(phase, load, broadcast_id)
                 self.children.check()
 
+        before = cpu_s(self.children)
         phase.start = time.time()
         load.run(seconds, stop, tick)
         phase.end = time.time()
+        after = cpu_s(self.children)
+        phase.cpu = {k: after[k] - before[k] for k in after}
         phase.actions = sorted(load.actions, key=lambda a: a.t)
         if load.errors:
             print(f"   {load.errors} posts to the sandbox failed", flush=True)
@@ -554,6 +601,8 @@ class Run:
 
             def start_load() -> int:
                 assert broadcast_id is not None
+                # The baseline's users are reachable residents now: out of the audience again.
+                self.audience = set(set_audience(self.url, args.chats))
                 asked.append(time.time())
                 self.publish(self.admin_command("confirm", broadcast_id=broadcast_id))
                 self.publish(self.admin_command("report", period="month"))

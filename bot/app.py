@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
+import sentry_sdk
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -21,7 +22,7 @@ from bot.dialogs.sqlite_storage import SqliteStorage
 from bot.dialogs.storage import ApplyOnce, DialogStorage
 from bot.enqueue import CommandQueue
 from bot.flood import WaitOutFloodLimits
-from bot.middlewares import LogContext
+from bot.middlewares import LogContext, sentry_tags
 from bot.pacing import SharedRateLimit
 from bot.quotas import TOO_FAST, Quotas, answer_too_fast
 from bot.resilience import ResilientDispatcher, caused_by_the_update
@@ -111,7 +112,10 @@ def webhook_secret(settings: Settings) -> str:
 
 async def _on_error(event: ErrorEvent, bot: Bot) -> bool:
     # Logged with the update's context; the user gets a short apology, never a traceback.
-    log.error("update.failed", exc_info=event.exception)
+    with sentry_sdk.new_scope() as scope:
+        for name, value in sentry_tags(event.update).items():
+            scope.set_tag(name, value)
+        log.error("update.failed", exc_info=event.exception)
     message = event.update.message
     if message is not None:
         language = message.from_user.language_code if message.from_user else None

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiogram import BaseMiddleware, Router
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update
+from aiogram.types.update import UpdateTypeLookupError
 
 from bot.actors import Envelope
+
+_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}")
+_CALLBACK = re.compile(r"[A-Za-z_][\w-]{0,31}")
+
+
+def update_kind(update: Update) -> str:
+    try:
+        return update.event_type
+    except UpdateTypeLookupError:  # a type newer than this aiogram
+        return "unknown"
+
+
+def sentry_tags(update: Update) -> dict[str, str]:
+    """What an error report may say of the update: its type and the command word or button
+    kind (our own vocabulary), never the text around it."""
+    tags = {"update_type": update_kind(update)}
+    if update.message is not None and update.message.text:
+        word = update.message.text.split(maxsplit=1)[0].split("@", 1)[0]
+        tags["command"] = word if _COMMAND.fullmatch(word) else "text"
+    elif update.callback_query is not None and update.callback_query.data:
+        kind = update.callback_query.data.split(":", 1)[0]
+        tags["command"] = f"button:{kind}" if _CALLBACK.fullmatch(kind) else "button"
+    return tags
 
 
 class LogContext(BaseMiddleware):

@@ -26,7 +26,6 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import ErrorEvent, Update
-from aiogram.types.update import UpdateTypeLookupError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -36,6 +35,7 @@ from tenacity import (
 )
 
 from bot.enqueue import BrokerUnavailable, log_retry
+from bot.middlewares import update_kind
 from core.errors import cause_chain
 from core.logging import get_logger
 from core.metrics import metrics
@@ -67,13 +67,6 @@ def caused_by_the_update(event: ErrorEvent) -> bool:
     return not is_outage(event.exception)
 
 
-def _kind(update: Update) -> str:
-    try:
-        return update.event_type
-    except UpdateTypeLookupError:  # a type newer than this aiogram
-        return "unknown"
-
-
 class ResilientDispatcher(Dispatcher):
     """Feeds an update again while an outage lasts (polling: forever; webhook: until
     `give_up_after_s`, then the error fails the webhook request)."""
@@ -86,7 +79,7 @@ class ResilientDispatcher(Dispatcher):
         self.max_backoff_s = max_backoff_s
 
     async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
-        metrics().updates.labels(_kind(update)).inc()
+        metrics().updates.labels(update_kind(update)).inc()
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_outage),
             wait=wait_exponential_jitter(multiplier=0.5, max=self.max_backoff_s, jitter=0.5),

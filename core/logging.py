@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -24,6 +25,18 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _wrap_for_formatter(
+    logger: Any, name: str, event: MutableMapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, wrapped = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, name, event)
+    kwargs: dict[str, Any] = dict(wrapped)
+    # The record carries the exception too: Sentry's logging integration reads it from there
+    # (the rendered line still comes from the event's own exc_info, once).
+    if exc := event.get("exc_info"):
+        kwargs["exc_info"] = sys.exc_info() if exc is True else exc
+    return args, kwargs
+
+
 def configure_logging(log_format: str | None = None, level: str = "INFO") -> None:
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
     renderer: Any = (
@@ -37,7 +50,7 @@ def configure_logging(log_format: str | None = None, level: str = "INFO") -> Non
         _drop_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, _wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -50,6 +50,8 @@ _TRACE_KEYS = frozenset(
 _SPAN_KEYS = _TRACE_KEYS | {"start_timestamp", "timestamp"}
 _CONTEXTS = frozenset({"runtime", "os", "device"})  # about the machine, never the user
 _TAGS = frozenset({"celery_task_id", "level", "logger"})
+_NAMED_TAGS = frozenset({"task", "command", "update_type"})
+_TAG_VALUE = re.compile(r"/?[A-Za-z_][\w.:-]{0,63}")
 # Command fields that are ids or enumerations by construction.
 _SAFE_ARG_KEYS = frozenset({"schema", "idempotency_key", "kind", "task_name"})
 
@@ -165,6 +167,16 @@ def scrub_event(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
         kept["extra"]["celery-job"] = _keep(job, frozenset({"task_name"}))
     tags = _dict(event.get("tags"))
     kept["tags"] = {k: v for k, v in tags.items() if k in _TAGS and isinstance(v, str | int)}
+    # Which task and which command (the bot's command word or button kind, or the command
+    # task's name): our vocabulary, so kept when it looks like it.
+    kept["tags"].update(
+        {k: v for k, v in tags.items() if k in _NAMED_TAGS and _TAG_VALUE.fullmatch(str(v))}
+    )
+    task = _dict(extra.get("celery-job")).get("task_name")
+    if isinstance(task, str) and _is_name(task):
+        kept["tags"]["task"] = task
+        if task.startswith("commands."):
+            kept["tags"]["command"] = task.removeprefix("commands.")
     contexts = _dict(event.get("contexts"))
     kept["contexts"] = _keep(contexts, _CONTEXTS)
     if "trace" in contexts:

@@ -10,8 +10,9 @@ import pytest
 from celery import Celery
 from sqlalchemy import create_engine, text
 
-from core.commands import Actor, CreateRequest, EraseMe, idempotency_key
+from core.commands import Actor, Command, CreateRequest, EraseMe, idempotency_key
 from tests.support.processes import Processes
+from tests.support.sandbox_api import SandboxAPI
 from tests.support.sentry_receiver import SentryReceiver
 
 pytestmark = pytest.mark.integration
@@ -76,6 +77,8 @@ def test_a_failing_command_reaches_sentry_without_personal_data(
     message = event.get("logentry", {}).get("message")
     assert exception_types or (message and " " not in message), event
     assert event["tags"]["celery_task_id"]
+    assert event["tags"]["task"] == command.task_name
+    assert event["tags"]["command"] == "create_request"
 
 
 def test_a_failing_erasure_reaches_sentry_without_personal_data(
@@ -138,3 +141,49 @@ def test_scheduled_jobs_send_cron_check_ins_for_start_and_finish(
     assert slugs == {"retention"}, slugs
     finished = [c for c in sentry.check_ins() if c.get("status") == "ok"]
     assert all(isinstance(c.get("duration"), int | float) for c in finished), finished
+
+
+async def test_a_failing_bot_handler_reaches_sentry_tagged_without_personal_data(
+    sentry: SentryReceiver, live_sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real dispatcher, handlers and error handler, in this process: a handler fails with
+    the user's words in the exception; Sentry learns the update type and the command word."""
+    import sentry_sdk
+
+    from bot.app import create_bot, create_dispatcher
+    from bot.enqueue import CommandQueue
+    from core.logging import configure_logging
+    from core.observability import init_sentry
+    from core.settings import get_settings
+
+    class Broken(CommandQueue):
+        async def send(self, command: Command) -> None:
+            raise RuntimeError(f"cannot enqueue for {NAME} {PHONE} @{USERNAME}")
+
+    monkeypatch.setenv("TELEGRAM_API_URL", live_sandbox.url)
+    monkeypatch.setenv("SENTRY_DSN", sentry.dsn)
+    get_settings.cache_clear()
+    settings = get_settings()
+    configure_logging("json", "INFO")  # as the bot's main does: log lines go through logging
+    assert init_sentry(settings)
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, Broken("memory://"))
+    try:
+        live_sandbox.send_text(7009, f"/start {PHONE}", first_name=NAME, username=USERNAME)
+        updates = await bot.get_updates(timeout=0)
+        for update in updates:
+            await dp.feed_update(bot, update)
+        sentry_sdk.flush(5)
+        event = sentry.wait_event(lambda e: e.get("tags", {}).get("update_type") == "message")
+    finally:
+        await bot.session.close()
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()  # no DSN: nothing more leaves this test process
+    assert event["tags"]["command"] == "/start"
+    assert event["logentry"]["message"] == "update.failed"
+    assert [v["type"] for v in event["exception"]["values"]] == ["RuntimeError"]
+    raw = b"".join(sentry.raw()).decode(errors="replace")
+    for planted in (PHONE, NAME, USERNAME, "7009"):
+        assert planted not in raw, f"{planted!r} reached Sentry"
+    # The user was told, briefly.
+    assert live_sandbox.messages(7009)

@@ -127,7 +127,11 @@ def test_an_event_keeps_its_structure_and_loses_every_user_string(options: dict[
         "celery-job": {"task_name": "commands.create_request"},
         "request_id": 42,
     }
-    assert event["tags"] == {"celery_task_id": "0201c0ba"}
+    assert event["tags"] == {
+        "celery_task_id": "0201c0ba",
+        "task": "commands.create_request",
+        "command": "create_request",
+    }
     assert event["transaction"] == "commands.create_request"
     assert event["logentry"] == {"message": REDACTED}
     assert event["contexts"] == {
@@ -258,3 +262,12 @@ def test_a_cron_check_in_keeps_what_sentry_needs() -> None:
     }
     assert "Rita" not in str(kept)
     assert "monitor_slug" not in scrub_event({"monitor_slug": "x"})  # only on check-ins
+
+
+def test_command_tags_are_kept_only_as_our_own_words() -> None:
+    from core.observability import scrub_event
+
+    kept = scrub_event({"tags": {"command": "/start", "update_type": "message", "task": "x.y"}})
+    assert kept["tags"] == {"command": "/start", "update_type": "message", "task": "x.y"}
+    user_text = {"command": "call Zinaida +7 916", "update_type": "message", "other": "x"}
+    assert scrub_event({"tags": user_text})["tags"] == {"update_type": "message"}
