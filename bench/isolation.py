@@ -12,8 +12,8 @@ layouts and at the end; the broker, the limiter and the bot's dialogs). The data
 zavhoz_bench_isolation, a copy (CREATE DATABASE ... TEMPLATE) of the reports benchmark's
 zavhoz_bench_reports (bench/report_seed.py: 1,000,000 requests, 100,000 users; seeded here
 when missing), migrated to head; --reuse keeps the copy a previous run left (--keep) instead of
-copying again. The broadcast's audience is made exactly --chats residents (the others marked
-unreachable, as the bench sets it before each broadcast).
+copying again. The broadcast's audience is exactly --chats residents: just before each
+broadcast is confirmed, the bench marks every other resident unreachable.
 
 Processes (each its own process group, killed on exit and on Ctrl-C; logs in a temporary
 directory): the sandbox Bot API in this process (flood limit 30 sends per sliding second, it
@@ -33,21 +33,27 @@ at --rate actions a second through the sandbox (so through the bot): alternately
    seconds. Then the report is awaited (bounded), the workers stopped, the broadcast's unsent
    rows cancelled and Redis flushed, so the next layout inherits no backlog.
 
-Columns:
-- sent / replied: interactive actions and those that got their reply within the grace period
-  (--grace-s after the phase).
+Columns (one line per layout and phase; the machine is noisy, compare lines of one run):
+- sent / replied: interactive actions, and those whose reply came by --grace-s after the phase
+  (the workers are stopped then: what is still queued never replies).
 - p50 .. max: latency of each action, from the moment just before the driver posted the user's
   message to the sandbox to the sandbox accepting the first sendMessage to that chat (both on
-  this process's clock: the sandbox runs in it). The user is new to any other message.
-- x base: the phase's p50 / p95 divided by the same layout's baseline's.
-- queue p50 / send p50: each reply split at its outbox row's created_at (PostgreSQL's now(), the
-  start of the command's transaction in the worker): "queue" is the bot, the broker and the wait
-  for a free worker; "send" is the command's work plus the wait for the shared rate limiter and
-  the HTTP call (send max: the longest).
-- bot/s, bcast/s: every accepted send and the broadcast's messages per second over the phase.
-- 429s: sends the sandbox refused with 429 in the phase.
-- report: when the month's report's last message (the CSV) was accepted, after it was asked for
-  (or "not done" within the phase, the grace and --report-wait-s).
+  this process's clock: the sandbox runs in it; nothing else is sent to these chats). An action
+  without a reply counts as infinitely slow: ">N" means no reply after at least N s.
+- x base p50/p95: the phase's p50 and p95 divided by the same layout's baseline's.
+- queue p50/p95, send p50/p95/max: each reply split at its outbox row's created_at
+  (PostgreSQL's now(): the start of the command's transaction in the worker). "queue" is the
+  bot, the broker and the wait for a free worker; "send" is the command's work, the wait for
+  the shared rate limiter (or a 429's pause of every worker) and the HTTP call.
+- bot/s, bcast/s: every accepted send, and the broadcast's messages, per second of the phase.
+- 429s: sends the sandbox refused in the phase. CPU %: the machine's busy time over the phase
+  (100 = every core).
+- report: the month's report's last message (the CSV) accepted, after it was asked for (or
+  "not done" by the end of the grace and --report-wait-s).
+Under the table, per phase: CPU seconds of the workers, PostgreSQL, the bot, this process and
+the rest; replies whose send part took over 0.5 s and how many came within 1.5 s after a 429
+(every worker pauses retry_after, 1 s, on one); the broadcast's rate from its first message
+while the report ran and after.
 
 Exits non-zero only when the setup fails, never on a missed target.
 """
@@ -146,11 +152,24 @@ def machine_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLK
 
 
+def postgres_s(ppids: dict[int, int]) -> float:
+    """CPU seconds of the live PostgreSQL processes (its backends serve every client here)."""
+    total = 0.0
+    for pid in ppids:
+        with contextlib.suppress(OSError, ValueError):
+            raw = Path(f"/proc/{pid}/stat").read_text()
+            if raw[raw.index("(") + 1 : raw.rindex(")")].startswith("postgres"):
+                fields = raw.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLK
+    return total
+
+
 def cpu_s(children: Children) -> dict[str, float]:
     """CPU seconds used so far: the machine, this process (the sandbox and the load), the bot
     and the workers (each tree: live processes, and the reaped children in the root's count)."""
     ppids = _ppids()
     out = {"machine": machine_busy_s(), "this": sum(os.times()[:2]), "bot": 0.0, "workers": 0.0}
+    out["postgres"] = postgres_s(ppids)
     for proc in children.procs:
         total = 0.0
         for pid in tree(proc.popen.pid, ppids):
@@ -379,11 +398,12 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
     ]
     after_429 = sum(1 for t in slow if any(0 <= t - r <= PAUSE_S for r in refused))
     c = phase.cpu
-    rest = c["machine"] - c["this"] - c["bot"] - c["workers"]
+    rest = c["machine"] - c["this"] - c["bot"] - c["workers"] - c["postgres"]
     phase.notes.append(
         f"CPU s in {phase.end - phase.start:.0f} s (x{os.cpu_count()} cores): workers "
-        f"{c['workers']:.1f}, bot {c['bot']:.1f}, this process (sandbox, load) {c['this']:.1f}, "
-        f"the rest (PostgreSQL, Redis, others) {rest:.1f}; replies whose send part took over "
+        f"{c['workers']:.1f}, PostgreSQL {c['postgres']:.1f}, bot {c['bot']:.1f}, this process "
+        f"(sandbox, load) {c['this']:.1f}, the rest (Redis, others) {rest:.1f}; replies whose "
+        "send part took over "
         f"{SLOW_SEND_S:g} s: {len(slow)}, {after_429} of them within {PAUSE_S:g} s after a 429"
     )
     if phase.asked is not None:
@@ -393,12 +413,17 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
         line = "broadcast: first message " + (
             "never" if first is None else f"{first - phase.asked:.1f} s after the confirm"
         )
-        if phase.report_s is not None and phase.asked + phase.report_s < phase.end:
+        if first is not None and phase.report_s is not None:
             done = phase.asked + phase.report_s
-            line += (
-                f"; {rate(sends, audience, phase.asked, done):.1f}/s while the report was built"
-                f" and sent, {rate(sends, audience, done, phase.end):.1f}/s after it"
-            )
+            if done <= first:
+                line += "; the report was done before it"
+            elif done < phase.end:
+                line += (
+                    f"; {rate(sends, audience, first, done):.1f}/s from it while the report ran,"
+                    f" {rate(sends, audience, done, phase.end):.1f}/s after the report"
+                )
+        if first is not None:
+            line += f"; {rate(sends, audience, first, phase.end):.1f}/s from it to the phase's end"
         phase.notes.append(line)
 
 
@@ -697,9 +722,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
-        # The same broker, named: the working tree's settings refused an unset BROKER_URL
-        # when this was written; harmless when they do not.
-        "BROKER_URL": args.redis_url,
         "TELEGRAM_API_URL": sandbox_thread.url,
         "RATE_BOT_PER_SECOND": str(LIMIT),
         "VAR_DIR": str(run_dir / "var"),
