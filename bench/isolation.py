@@ -3,7 +3,7 @@ and a 10,000-chat broadcast run, with one shared worker pool and with a pool per
 
     .venv/bin/python -m bench.isolation [--chats 10000] [--rate 5] [--baseline-s 20]
                                         [--load-s 40] [--layouts shared,isolated] [--reuse]
-                                        [--reseed] [--keep]
+                                        [--reseed] [--keep] [--analyze]
 
 About 4-5 minutes with the data set in place (seeding it first: 2-6 minutes more).
 
@@ -32,6 +32,10 @@ at --rate actions a second through the sandbox (so through the bot): alternately
    `reports.on_demand` on the reports queue) are published, and the same load runs for --load-s
    seconds. Then the report is awaited (bounded), the workers stopped, the broadcast's unsent
    rows cancelled and Redis flushed, so the next layout inherits no backlog.
+   --analyze runs ANALYZE outbox once the fan-out is seen (within 5 s): the drains' claim is
+   planned for an outbox of the size the statistics last saw, and with the 10,000 new rows
+   uncounted it reads every pending row per message (tens of ms) until autovacuum analyzes the
+   table; --analyze measures the state after that.
 
 Columns (one line per layout and phase; the machine is noisy, compare lines of one run):
 - sent / replied: interactive actions, and those whose reply came by --grace-s after the phase
@@ -96,6 +100,7 @@ NEW_USER = 800_000_000  # Telegram ids of the users who /start, none in the data
 TEXT = "Water will be off on Tuesday 10:00-12:00."
 WARM_USERS = 8
 PROGRESS_S = 5.0
+NOT_FANNED_OUT = "not fanned out yet"
 SLOW_SEND_S = 0.5  # a reply's send part longer than this waited for something (limiter, 429)
 PAUSE_S = 1.5  # a 429 pauses every worker retry_after (1 s here) plus a send
 
@@ -360,6 +365,7 @@ class Phase:
     report_note: str = ""
     notes: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used in the phase
+    analyzed_at: float | None = None  # --analyze: when outbox was analyzed, s into the phase
 
     def values(self) -> list[float]:
         """Every action's latency; one without a reply counts as infinitely slow, so the
@@ -424,6 +430,8 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
                 )
         if first is not None:
             line += f"; {rate(sends, audience, first, phase.end):.1f}/s from it to the phase's end"
+        if phase.analyzed_at is not None:
+            line += f"; ANALYZE outbox (--analyze) at +{phase.analyzed_at:.0f} s"
         phase.notes.append(line)
 
 
@@ -572,7 +580,14 @@ class Run:
             f"sends/s, {sum(not s['accepted'] for s in recent)} 429s"
         )
         if broadcast_id is not None:
-            line += f"; broadcast #{broadcast_id} {self.broadcast_counts(broadcast_id)}"
+            counts = self.broadcast_counts(broadcast_id)
+            line += f"; broadcast #{broadcast_id} {counts}"
+            if self.args.analyze and phase.analyzed_at is None and counts != NOT_FANNED_OUT:
+                # What autovacuum's analyze does within about a minute of the fan-out: the
+                # drains' claim gets the plan it has once the statistics count the new rows.
+                query(self.url, "ANALYZE outbox")
+                phase.analyzed_at = time.time() - phase.start
+                line += f"; ANALYZE outbox at +{phase.analyzed_at:.0f} s"
         print(line, flush=True)
 
     def broadcast_counts(self, broadcast_id: int) -> str:
@@ -581,7 +596,7 @@ class Run:
             "SELECT state, count(*) FROM outbox WHERE batch_id = %s GROUP BY state ORDER BY 1",
             (broadcast_id,),
         )
-        return ", ".join(f"{s} {n:,}" for s, n in rows) or "not fanned out yet"
+        return ", ".join(f"{s} {n:,}" for s, n in rows) or NOT_FANNED_OUT
 
     def report_done(self, since: float) -> float | None:
         """When the month's CSV (the report's last message) reached the admin."""
@@ -684,6 +699,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace-s", type=float, default=30.0, help="for replies after a phase")
     parser.add_argument("--report-wait-s", type=float, default=60.0, help="after the phase")
     parser.add_argument("--layouts", default="shared,isolated", help="of shared,isolated")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="ANALYZE outbox once the broadcast is fanned out (as autovacuum does within a"
+        " minute; without it the drains' claim plans for an outbox of the size it last saw)",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the copy a --keep run left")
     parser.add_argument("--reseed", action="store_true", help="seed zavhoz_bench_reports again")
     parser.add_argument("--keep", action="store_true", help="keep the run's database")

@@ -51,12 +51,24 @@ class ListKind(StrEnum):
 
 
 class ListCb(CallbackData, prefix="ls"):
-    """A page of a list; for the queue an optional status and place filter."""
+    """A page of a list; for the queue optional status, priority, place and "only" filters
+    (every page button carries them all, so every page lists what the first one did)."""
 
     kind: ListKind
     page: int = Field(ge=0, lt=PAGE_LIMIT)
     status: str = ""
     loc: str = ""
+    pri: str = ""
+    only: str = ""
+
+    @classmethod
+    def unpack(cls, value: str) -> ListCb:
+        # Buttons drawn before the priority and "only" filters existed (still in people's
+        # chats after a deploy) have two parts fewer: they mean no such filter.
+        older = len(cls.model_fields) - 2
+        if value.count(cls.__separator__) == older:
+            value += cls.__separator__ * 2
+        return super().unpack(value)
 
 
 def safe_fragment(text: str, max_bytes: int = 24) -> str:

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from core import limits
-from core.domain import Action, OnDemandReport, Priority, ReportKind, Status
+from core.domain import Action, OnDemandReport, Priority, QueueOnly, ReportKind, Status
 from core.roles import Audience, Role
 from core.user_input import (
     DB_ID_LIMIT,
@@ -171,6 +171,8 @@ class ShowQueue(Command):
     page: Page = 0
     status: Status | None = None
     location: LocationFilter = None
+    priority: Priority | None = None
+    only: QueueOnly | None = None
     edit_message_id: int | None = None
 
 

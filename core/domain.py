@@ -228,3 +228,11 @@ class ErasureMode(StrEnum):
 
     ANONYMIZE = "anonymize"
     DELETE = "delete"
+
+
+class QueueOnly(StrEnum):
+    """The /queue's narrowing buttons beside status, priority and place (short: they travel
+    in a page button's 64 bytes)."""
+
+    UNASSIGNED = "u"
+    OVERDUE = "o"

@@ -181,9 +181,12 @@ def open_queue(
     *,
     at: datetime | None = None,
     sla: Mapping[str, timedelta] | None = None,
+    priority: str | None = None,
+    unassigned: bool = False,
+    overdue: bool = False,
 ) -> Page[Request]:
     """Open requests: overdue first (given the time and the SLAs), then most urgent, then
-    oldest.
+    oldest; narrowed to a priority, to those nobody took, or to the overdue ones.
 
     ":" is ignored, in the filter and in places: the filter travels in page buttons' callback
     data, where ":" is the separator, and every page must match as the first one did.
@@ -194,6 +197,14 @@ def open_queue(
         location = location.replace(":", "")
         place = func.replace(Request.location, ":", "")
         query = query.where(place.icontains(location, autoescape=True))
+    if priority:
+        query = query.where(Request.priority == priority)
+    if unassigned:
+        query = query.where(Request.assignee_id.is_(None))
+    if overdue:
+        if at is None or not sla:
+            raise ValueError("the overdue filter needs the time and the SLAs")
+        query = query.where(overdue_clause(session, at, sla))
     order: list[Any] = [_PRIORITY_RANK.desc(), Request.created_at, Request.id]
     if at is not None and sla:
         order.insert(0, case((overdue_clause(session, at, sla), 0), else_=1))

@@ -15,7 +15,7 @@ from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
 from core.callbacks import CardVerb, ListCb, ListKind, RequestCb
-from core.domain import Action, Priority, Status
+from core.domain import Action, Priority, QueueOnly, Status
 from core.roles import Role
 from core.texts import all_translations, t
 from core.user_input import DB_ID_LIMIT, TELEGRAM_ID_LIMIT, normalize, parse_id, parse_user_target
@@ -76,6 +76,15 @@ async def open_request(
     await envelope.send(c.ShowRequest, request_id=request_id)
 
 
+def _known_filters(data: ListCb) -> bool:
+    """A forged or outdated button names a filter we do not have: it is stale, not an error."""
+    return (
+        data.status in ("", *Status)
+        and data.pri in ("", *Priority)
+        and data.only in ("", *QueueOnly)
+    )
+
+
 async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: Envelope) -> None:
     message = callback.message
     if message is None:
@@ -86,12 +95,14 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
         await envelope.send(c.ShowMyRequests, page=page, edit_message_id=edit)
     elif callback_data.kind is ListKind.MINE:
         await envelope.send(c.ShowMine, page=page, edit_message_id=edit)
-    elif callback_data.kind is ListKind.QUEUE and callback_data.status in ("", *Status):
+    elif callback_data.kind is ListKind.QUEUE and _known_filters(callback_data):
         await envelope.send(
             c.ShowQueue,
             page=page,
             status=Status(callback_data.status) if callback_data.status else None,
             location=callback_data.loc or None,
+            priority=Priority(callback_data.pri) if callback_data.pri else None,
+            only=QueueOnly(callback_data.only) if callback_data.only else None,
             edit_message_id=edit,
         )
     elif callback_data.kind is ListKind.FIND and callback_data.loc:

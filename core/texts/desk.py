@@ -43,6 +43,8 @@ EN: dict[str, str] = {
     "mine.empty": "Nothing is assigned to you. /queue lists the open requests.",
     "queue.title": "<b>Queue</b>{filter} (page {page} of {pages})",
     "queue.filter": " · {what}",
+    "queue.only.u": "unassigned",
+    "queue.only.o": "⏰ overdue",
     "queue.empty": "The queue is empty{filter}.",
     "find.title": "<b>Found «{query}»</b>: {total} (page {page} of {pages})",
     "find.empty": "Nothing found for «{query}».",
@@ -203,6 +205,8 @@ RU: dict[str, str] = {
     "find.empty": "По запросу «{query}» ничего не найдено.",
     "find.usage": "Отправьте /find и что искать, например: /find свет 101",
     "queue.filter": " · {what}",
+    "queue.only.u": "без исполнителя",
+    "queue.only.o": "⏰ просрочено",
     "queue.empty": "Очередь пуста{filter}.",
     "card": (
         "<b>#{id} {title}</b>\n"

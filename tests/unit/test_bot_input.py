@@ -327,6 +327,8 @@ FORGED = [
     "ls:my:-1::",
     "ls:queue:99999999999::",
     "ls:my:²::",
+    "ls:queue:0:::bogus:",
+    "ls:queue:0::::x",
     "bc:confirm:-1:",
     "bc:cancel:999999999999999999999999:",
     "zz:whatever",
@@ -354,6 +356,24 @@ async def test_valid_callback_ids_still_work(harness: tuple[Chat, Recorder]) -> 
     assert isinstance(accept, c.TransitionRequest) and accept.request_id == 7
     assert isinstance(assign, c.TransitionRequest) and assign.assignee == TELEGRAM_ID_LIMIT - 1
     assert isinstance(page, c.ShowMyRequests) and page.page == 3
+
+
+async def test_queue_filter_buttons_become_the_command_old_ones_included(
+    harness: tuple[Chat, Recorder],
+) -> None:
+    chat, recorder = harness
+    await chat.press({"message_id": 1}, data="ls:queue:2:new:Yard:urgent:o")
+    await chat.press({"message_id": 1}, data="ls:queue:1:accepted:")  # drawn before the filters
+    new, old = recorder.sent
+    assert isinstance(new, c.ShowQueue) and isinstance(old, c.ShowQueue)
+    assert (new.page, new.status, new.location, new.priority, new.only) == (
+        2,
+        "new",
+        "Yard",
+        "urgent",
+        "o",
+    )
+    assert (old.page, old.status, old.priority, old.only) == (1, "accepted", None, None)
 
 
 # --- Group chats --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import commands as c
 from core.callbacks import ListCb, RequestCb
-from core.domain import Action, Priority
+from core.domain import Action, Priority, QueueOnly
 from core.menu import commands_for
 from core.roles import Role
 from core.settings import get_settings
@@ -317,7 +317,7 @@ def test_my_requests_newest_first_paginated(desk: Desk) -> None:
     assert "page 1 of 2" in page["text"]
     opened = [d for d in desk.buttons(page) if d.startswith("rq:open")]
     assert opened == [RequestCb(action="open", id=i).pack() for i in reversed(ids[-5:])]
-    assert "ls:my:1::" in desk.buttons(page)
+    assert ListCb(kind="my", page=1).pack() in desk.buttons(page)
     desk.run(c.ShowMyRequests, RESIDENT, page=1, edit_message_id=page["message_id"])
     edited = desk.last(RESIDENT)
     assert edited["edited"] and "page 2 of 2" in edited["text"]
@@ -339,6 +339,24 @@ def test_queue_by_priority_then_age_with_filters(desk: Desk) -> None:
     assert opened == [RequestCb(action="open", id=i).pack() for i in (urgent2, low)]
     desk.run(c.ShowQueue, RESIDENT)
     assert desk.texts(RESIDENT)[-1] == "⛔ You are not allowed to do that."
+
+
+def test_queue_narrows_by_priority_and_to_the_unassigned(desk: Desk) -> None:
+    taken = desk.create(priority=Priority.URGENT)
+    free = desk.create(priority=Priority.URGENT)
+    desk.create(priority=Priority.LOW)
+    desk.run(c.TransitionRequest, STAFF, request_id=taken, action=Action.ACCEPT)
+    desk.run(c.ShowQueue, STAFF, priority=Priority.URGENT)
+    opened = [d for d in desk.buttons(desk.last(STAFF)) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in (taken, free)]
+    desk.run(c.ShowQueue, STAFF, priority=Priority.URGENT, only=QueueOnly.UNASSIGNED)
+    page = desk.last(STAFF)
+    opened = [d for d in desk.buttons(page) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=free).pack()]
+    assert "🔥 urgent, unassigned" in page["text"]
+    # The press of a filter button is a command with all the filters it carries.
+    both = ListCb(kind="queue", page=0, status="new", pri="urgent", only="u").pack()
+    assert both in desk.buttons(page)
 
 
 def test_long_texts_stay_under_telegrams_limit(desk: Desk) -> None:

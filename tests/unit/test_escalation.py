@@ -183,3 +183,22 @@ def test_the_card_marks_overdue_and_the_queue_lists_it_first(
     assert "⏰ Overdue by 1 d" in sandbox.messages(STAFF)[-1]["text"]
     run(c.ShowRequest, STAFF, request_id=3)
     assert "Overdue" not in sandbox.messages(STAFF)[-1]["text"]
+
+
+def test_the_queue_narrows_to_the_overdue_and_its_buttons_keep_that(
+    sandbox: SandboxAPI, desk: dict[str, int]
+) -> None:
+    from core.callbacks import ListCb
+    from core.domain import QueueOnly
+
+    run(c.ShowQueue, STAFF, only=QueueOnly.OVERDUE)
+    listing = sandbox.messages(STAFF)[-1]
+    buttons = [b for row in listing["reply_markup"]["inline_keyboard"] for b in row]
+    opened = [b["text"].split()[0] for b in buttons if b["callback_data"].startswith("rq:open")]
+    assert opened == ["#1", "#2"]
+    assert "⏰ overdue" in listing["text"]
+    data = {b["callback_data"]: b["text"] for b in buttons}
+    # Another filter keeps this one; the one in force is marked; "all" clears it.
+    assert ListCb(kind="queue", page=0, status="new", only="o").pack() in data
+    assert data[ListCb(kind="queue", page=0, only="o").pack()].startswith("• ")
+    assert ListCb(kind="queue", page=0).pack() in data

@@ -22,7 +22,16 @@ from core.callbacks import (
     safe_fragment,
 )
 from core.commands import AttachmentIn
-from core.domain import Action, ErasureMode, ErasureReason, EventAction, Priority, Status, Viewer
+from core.domain import (
+    Action,
+    ErasureMode,
+    ErasureReason,
+    EventAction,
+    Priority,
+    QueueOnly,
+    Status,
+    Viewer,
+)
 from core.roles import AUDIENCE_ROLES, Audience, Role
 from core.states import BroadcastState, OutboxState
 from core.user_input import DB_ID_LIMIT, PAGE_LIMIT, TELEGRAM_ID_LIMIT
@@ -103,7 +112,21 @@ def test_request_verbs_pack_as_their_value_and_unpack_to_themselves(
     assert RequestCb.unpack(data).action is verb
 
 
-@pytest.mark.parametrize("data", ["rq:nonsense:7:", "rq::7:", "ls:nonsense:0::", "bc:nonsense:1:"])
+def test_list_buttons_of_before_the_queue_filters_still_unpack() -> None:
+    old = ListCb.unpack("ls:queue:2:new:Yard")
+    assert (old.kind, old.page, old.status, old.loc, old.pri, old.only) == (
+        "queue",
+        2,
+        "new",
+        "Yard",
+        "",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    "data", ["rq:nonsense:7:", "rq::7:", "ls:nonsense:0::", "ls:nonsense:0::::", "bc:nonsense:1:"]
+)
 def test_unknown_verbs_do_not_unpack(data: str) -> None:
     cb = {"rq": RequestCb, "ls": ListCb, "bc": BroadcastCb}[data[:2]]
     with pytest.raises(ValueError):
@@ -146,7 +169,8 @@ def test_list_buttons_fit_for_the_longest_values(kind: ListKind) -> None:
     loc = safe_fragment("Подъезд " * 20, render.QUEUE_FILTER_BYTES)
     assert len(loc.encode()) <= render.QUEUE_FILTER_BYTES
     status = _longest(s.value for s in Status)
-    _fits(ListCb(kind=kind, page=PAGE_LIMIT - 1, status=status, loc=loc).pack())
+    pri, only = _longest(p.value for p in Priority), _longest(o.value for o in QueueOnly)
+    _fits(ListCb(kind=kind, page=PAGE_LIMIT - 1, status=status, loc=loc, pri=pri, only=only).pack())
 
 
 @pytest.mark.parametrize("verb", list(BroadcastVerb))

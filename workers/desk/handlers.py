@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from core import clock
-from core.callbacks import ListKind, safe_fragment
+from core.callbacks import ListCb, ListKind, safe_fragment
 from core.commands import (
     AddComment,
     ChangePriority,
@@ -27,6 +27,7 @@ from core.commands import (
 from core.domain import (
     Action,
     EventAction,
+    QueueOnly,
     Refused,
     Status,
     can_change_priority,
@@ -129,9 +130,14 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         render.PAGE_SIZE,
         at=clock.now(),
         sla=get_settings().sla_by_priority(),
+        priority=command.priority.value if command.priority else None,
+        unassigned=command.only is QueueOnly.UNASSIGNED,
+        overdue=command.only is QueueOnly.OVERDUE,
     )
     status = command.status.value if command.status else ""
-    what = render.queue_filter_text(status, loc, ctx.lang)
+    pri = command.priority.value if command.priority else ""
+    only = command.only.value if command.only else ""
+    what = render.queue_filter_text(status, loc, ctx.lang, pri=pri, only=only)
     if page.total == 0 and not command.edit_message_id:
         ctx.reply("queue.empty", filter=what)
         return
@@ -144,6 +150,8 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         pages=page.pages,
         status=status,
         loc=loc,
+        pri=pri,
+        only=only,
     )
     _show_list(ctx, text, keyboard, command.edit_message_id)
 
@@ -556,5 +564,6 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
     changes = q.latest_role_changes(session, ROLE_CHANGES_SHOWN) if page.number == 0 else []
     if changes:
         text = Markup(text + "\n\n" + render.role_changes_text(changes, ctx.lang))
-    nav = render.nav_row(ctx.lang, kind=ListKind.STAFF, page=page.number, pages=page.pages)
+    current = ListCb(kind=ListKind.STAFF, page=page.number)
+    nav = render.nav_row(ctx.lang, current=current, pages=page.pages)
     _show_list(ctx, text, inline([nav]) if nav else None, command.edit_message_id)

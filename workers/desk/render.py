@@ -13,6 +13,8 @@ from core.callbacks import CardVerb, ListCb, ListKind, RequestCb
 from core.domain import (
     Action,
     EventAction,
+    Priority,
+    QueueOnly,
     Status,
     Viewer,
     available_actions,
@@ -30,8 +32,8 @@ PAGE_SIZE = 5
 STAFF_PAGE_SIZE = 20
 STAFF_NAME = 64
 # The /queue place filter as carried in a page button: what fits in ListCb's 64 bytes beside
-# the longest status and any realistic page number.
-QUEUE_FILTER_BYTES = 32
+# the longest status, priority and "only" filter and any page number.
+QUEUE_FILTER_BYTES = 28
 CARD_COMMENTS = 5
 CARD_EVENTS = 8
 SNIPPET = 300  # characters of a comment or note shown in a card
@@ -299,6 +301,8 @@ def list_keyboard(
     pages: int,
     status: str = "",
     loc: str = "",
+    pri: str = "",
+    only: str = "",
 ) -> Keyboard:
     buttons = [
         [
@@ -315,30 +319,40 @@ def list_keyboard(
         ]
         for r in rows
     ]
-    buttons.append(nav_row(lang, kind=kind, page=page, pages=pages, status=status, loc=loc))
+    current = ListCb(kind=kind, page=page, status=status, loc=loc, pri=pri, only=only)
+    buttons.append(nav_row(lang, current=current, pages=pages))
     if kind is ListKind.QUEUE:
-        filters = [button(t("btn.all", lang), ListCb(kind=ListKind.QUEUE, page=0, loc=loc).pack())]
-        filters += [
-            button(
-                status_text(s.value, lang),
-                ListCb(kind=ListKind.QUEUE, page=0, status=s.value, loc=loc).pack(),
-            )
-            for s in (Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED)
-        ]
-        buttons.extend([filters[:3], filters[3:]])
+        buttons.extend(queue_filters(current, lang))
     return inline(buttons)
 
 
-def nav_row(
-    lang: str, *, kind: ListKind, page: int, pages: int, status: str = "", loc: str = ""
-) -> list[dict[str, str]]:
-    """◀ ▶ between the pages of a list (none at either end)."""
+def queue_filters(current: ListCb, lang: str) -> list[list[dict[str, str]]]:
+    """Status, "only" and priority buttons: each sets its own filter and keeps the others (and
+    the place); the one in force is marked; "all" clears all but the place."""
+
+    def choice(label: Markup, **change: str) -> dict[str, str]:
+        chosen = all(getattr(current, k) == v for k, v in change.items())
+        data = current.model_copy(update={"page": 0, **change}).pack()
+        return button(f"• {label}" if chosen and change else label, data)
+
+    statuses = [
+        choice(status_text(s.value, lang), status=s.value)
+        for s in (Status.NEW, Status.ACCEPTED, Status.IN_PROGRESS, Status.REOPENED)
+    ]
+    everything = choice(t("btn.all", lang), status="", pri="", only="")
+    narrow = [choice(t(f"queue.only.{o.value}", lang), only=o.value) for o in QueueOnly]
+    priorities = [choice(priority_text(p.value, lang), pri=p.value) for p in reversed(Priority)]
+    return [[everything, *statuses[:2]], statuses[2:], narrow, priorities]
+
+
+def nav_row(lang: str, *, current: ListCb, pages: int) -> list[dict[str, str]]:
+    """◀ ▶ between the pages of a list (none at either end), keeping its filters."""
     row = []
-    if page > 0:
-        data = ListCb(kind=kind, page=page - 1, status=status, loc=loc).pack()
+    if current.page > 0:
+        data = current.model_copy(update={"page": current.page - 1}).pack()
         row.append(button(t("btn.prev", lang), data))
-    if page + 1 < pages:
-        data = ListCb(kind=kind, page=page + 1, status=status, loc=loc).pack()
+    if current.page + 1 < pages:
+        data = current.model_copy(update={"page": current.page + 1}).pack()
         row.append(button(t("btn.next", lang), data))
     return row
 
@@ -375,10 +389,14 @@ def role_changes_text(changes: Sequence[tuple[RoleChange, User, User | None]], l
     return Markup("\n".join(lines))
 
 
-def queue_filter_text(status: str, loc: str, lang: str) -> Markup:
+def queue_filter_text(status: str, loc: str, lang: str, *, pri: str = "", only: str = "") -> Markup:
     parts = []
     if status:
         parts.append(status_text(status, lang))
+    if pri:
+        parts.append(priority_text(pri, lang))
+    if only:
+        parts.append(t(f"queue.only.{only}", lang))
     if loc:
         parts.append(Markup(f"«{escape(loc)}»"))
     return t("queue.filter", lang, what=Markup(", ".join(parts))) if parts else Markup("")
