@@ -209,7 +209,8 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
-        Index(None, "batch_id", "state"),
+        # A drain claims its broadcast's rows in id order (migration 0013).
+        Index(None, "batch_id", "state", "id"),
         CheckConstraint(
             "state IN ('pending', 'sending', 'sent', 'failed', 'dead', 'cancelled')", name="state"
         ),
