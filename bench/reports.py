@@ -190,6 +190,8 @@ class Timed:
     db: list[float] = field(default_factory=list)
     queries: int = 0
     csv: list[float] = field(default_factory=list)
+    # The same CSV written row by row in Python (SQLite's path; PostgreSQL's before COPY).
+    csv_by_rows: list[float] = field(default_factory=list)
     chart: list[float] = field(default_factory=list)
     rss_imports_mb: float = 0.0
     rss_after_e2e_mb: list[float] = field(default_factory=list)
@@ -224,7 +226,7 @@ def time_report(kind: str, repeat: int, at_iso: str) -> Timed:
     from core.settings import get_settings
     from db.session import get_engine, session_scope
     from workers.reports.chart import render_chart
-    from workers.reports.csv_export import write_csv
+    from workers.reports.csv_export import _rows_csv, write_csv
     from workers.reports.figures import compute
     from workers.reports.periods import period_for
     from workers.reports.service import build, chart_labels, chart_title
@@ -281,6 +283,8 @@ def time_report(kind: str, repeat: int, at_iso: str) -> Timed:
             png = Path(tmp) / "chart.png"
             render_chart(figures.days, chart_title(period, "en"), png, labels=chart_labels("en"))
             t3 = time.perf_counter()
+            _rows_csv(session, period, Path(tmp) / "by-rows.csv")
+            result.csv_by_rows.append(time.perf_counter() - t3)
         result.figures.append(t1 - t0)
         result.csv.append(t2 - t1)
         result.chart.append(t3 - t2)
@@ -298,12 +302,17 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def ratio(slow: list[float], fast: list[float]) -> float:
+    return median(slow) / max(median(fast), 1e-9)
+
+
 def report_line(r: Timed) -> str:
     runs = ", ".join(f"{s:.2f}" for s in r.e2e)
     return (
         f"{r.kind} ({r.period}): first build {r.cold:.2f} s, then median {r.median:.2f} s, max "
         f"{r.worst:.2f} s (runs {runs}); parts: figures {median(r.figures):.2f} s (db "
-        f"{median(r.db):.2f} s, {r.queries} queries), CSV {median(r.csv):.2f} s, chart "
+        f"{median(r.db):.2f} s, {r.queries} queries), CSV {median(r.csv):.2f} s (row by row "
+        f"{median(r.csv_by_rows):.2f} s, x{ratio(r.csv_by_rows, r.csv):.1f}), chart "
         f"{median(r.chart):.2f} s; CSV {r.csv_rows:,} rows, {r.csv_bytes / 1e6:.1f} MB; "
         f"created {r.created:,}, done {r.done:,}, open {r.open_total:,}; peak RSS "
         f"{r.rss_peak_mb:.0f} MB (VmHWM {r.hwm_mb:.0f}; after imports {r.rss_imports_mb:.0f}, "
