@@ -133,3 +133,56 @@ def test_an_erasure_cut_off_from_postgresql_mid_way_finishes_once_it_is_back(
     finally:
         procs.stop_all()
         proxy.close()
+
+
+@pytest.mark.timeout(400)
+def test_an_erasure_whose_worker_is_killed_mid_way_is_finished_by_another(
+    procs: Processes,
+    live_sandbox: SandboxAPI,
+    redis_url: str,
+    engine: Engine,
+) -> None:
+    """SIGKILL of the whole worker (a host lost) between two scrub steps: the task comes back
+    to another worker (Redis' visibility timeout), which goes on from the step saved."""
+    import signal
+
+    _seed(engine)
+    live_sandbox._call("POST", "/sandbox/users", {"id": ZQ})
+    small_steps = {"ERASURE_STEP_REQUESTS": "5", "ERASURE_STEP_ROWS": "20"}
+    first = procs.worker("w1", "-Q", "privacy,notifications", "-c", "1", **small_steps)
+    command = EraseMe(idempotency_key="tg-update:2", actor=Actor(user_id=ZQ, chat_id=ZQ))
+    producer = Celery("test-producer", broker=redis_url, set_as_current=False)
+    producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
+
+    def audit() -> ErasureAudit | None:
+        with Session(engine) as s:
+            return s.scalars(select(ErasureAudit)).first()
+
+    def under_way() -> bool:
+        row = audit()
+        return row is not None and row.pending is not None and row.pending["cursor"] > 0
+
+    _until("the steps under way", under_way, timeout=120, every=0.02)
+    first.kill(signal.SIGKILL)
+    killed_at = audit()
+    assert killed_at is not None and killed_at.finished_at is None
+    procs.worker("w2", "-Q", "privacy,notifications", "-c", "1", **small_steps)
+
+    def finished() -> bool:
+        row = audit()
+        return row is not None and row.finished_at is not None
+
+    _until("another worker finished the erasure", finished, timeout=240, every=0.5)
+    erased = t("privacy.erased", "en")
+    _until(
+        "the user told",
+        lambda: any(m["text"] == erased for m in live_sandbox.messages(ZQ)),
+        60,
+        0.5,
+    )
+    time.sleep(2)
+    assert [m["text"] for m in live_sandbox.messages(ZQ)].count(erased) == 1
+    done = audit()
+    assert done is not None and done.pending is None
+    assert done.counts["requests"] == REQUESTS and done.counts["comments"] == REQUESTS
+    assert scan_database(engine, NEEDLES, ZQ) == []
