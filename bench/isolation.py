@@ -3,7 +3,7 @@ and a 10,000-chat broadcast run, with one shared worker pool and with a pool per
 
     .venv/bin/python -m bench.isolation [--chats 10000] [--rate 5] [--baseline-s 20]
                                         [--load-s 40] [--layouts shared,isolated] [--reuse]
-                                        [--reseed] [--keep] [--analyze]
+                                        [--reseed] [--keep]
 
 About 4-5 minutes with the data set in place (seeding it first: 2-6 minutes more).
 
@@ -32,10 +32,6 @@ at --rate actions a second through the sandbox (so through the bot): alternately
    `reports.on_demand` on the reports queue) are published, and the same load runs for --load-s
    seconds. Then the report is awaited (bounded), the workers stopped, the broadcast's unsent
    rows cancelled and Redis flushed, so the next layout inherits no backlog.
-   --analyze runs ANALYZE outbox once the fan-out is seen (within 5 s): the drains' claim is
-   planned for an outbox of the size the statistics last saw, and with the 10,000 new rows
-   uncounted it reads every pending row per message (tens of ms) until autovacuum analyzes the
-   table; --analyze measures the state after that.
 
 Columns (one line per layout and phase; the machine is noisy, compare lines of one run):
 - sent / replied: interactive actions, and those whose reply came by --grace-s after the phase
@@ -54,10 +50,10 @@ Columns (one line per layout and phase; the machine is noisy, compare lines of o
   (100 = every core).
 - report: the month's report's last message (the CSV) accepted, after it was asked for (or
   "not done" by the end of the grace and --report-wait-s).
-Under the table, per phase: CPU seconds of the workers, PostgreSQL, the bot, this process and
-the rest; replies whose send part took over 0.5 s and how many came within 1.5 s after a 429
-(every worker pauses retry_after, 1 s, on one); the broadcast's rate from its first message
-while the report ran and after.
+Under the table, per phase: CPU seconds of the workers, PostgreSQL's backends of this database,
+the bot, this process and the rest (Redis, other work on the machine); replies whose send part
+took over 0.5 s and how many came within 1.5 s after a 429 (every worker pauses retry_after,
+1 s, on one); the broadcast's rate from its first message while the report ran and after.
 
 Exits non-zero only when the setup fails, never on a missed target.
 """
@@ -73,7 +69,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +95,6 @@ NEW_USER = 800_000_000  # Telegram ids of the users who /start, none in the data
 TEXT = "Water will be off on Tuesday 10:00-12:00."
 WARM_USERS = 8
 PROGRESS_S = 5.0
-NOT_FANNED_OUT = "not fanned out yet"
 SLOW_SEND_S = 0.5  # a reply's send part longer than this waited for something (limiter, 429)
 PAUSE_S = 1.5  # a 429 pauses every worker retry_after (1 s here) plus a send
 
@@ -157,16 +151,18 @@ def machine_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLK
 
 
-def postgres_s(ppids: dict[int, int]) -> float:
-    """CPU seconds of the live PostgreSQL processes (its backends serve every client here)."""
-    total = 0.0
-    for pid in ppids:
+def postgres_s(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database` (other work shares the
+    server); a backend gone by the next sample is left out rather than counted negative."""
+    out = {}
+    for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError):
-            raw = Path(f"/proc/{pid}/stat").read_text()
-            if raw[raw.index("(") + 1 : raw.rindex(")")].startswith("postgres"):
-                fields = raw.rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / CLK
-    return total
+            if entry.name.isdigit() and f" {database} " in (entry / "cmdline").read_text():
+                raw = (entry / "stat").read_text()
+                if raw[raw.index("(") + 1 : raw.rindex(")")].startswith("postgres"):
+                    fields = raw.rsplit(")", 1)[1].split()
+                    out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLK
+    return out
 
 
 def cpu_s(children: Children) -> dict[str, float]:
@@ -174,7 +170,6 @@ def cpu_s(children: Children) -> dict[str, float]:
     and the workers (each tree: live processes, and the reaped children in the root's count)."""
     ppids = _ppids()
     out = {"machine": machine_busy_s(), "this": sum(os.times()[:2]), "bot": 0.0, "workers": 0.0}
-    out["postgres"] = postgres_s(ppids)
     for proc in children.procs:
         total = 0.0
         for pid in tree(proc.popen.pid, ppids):
@@ -305,15 +300,12 @@ class Load:
         except OSError:
             self.errors += 1
 
-    def run(self, seconds: float, stop: threading.Event, tick: Any = None) -> None:
+    def run(self, seconds: float, tick: Any = None) -> None:
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
             n = 0
-            while not stop.is_set():
-                due = start + n / self.rate
-                if due - start >= seconds:
-                    break
-                stop.wait(max(0.0, due - time.monotonic()))
+            while (due := start + n / self.rate) - start < seconds:
+                time.sleep(max(0.0, due - time.monotonic()))
                 kind = "start" if n % 2 == 0 or not self.my_ids else "my"
                 chat = self.new_ids.pop() if kind == "start" else self.my_ids.pop()
                 pool.submit(self._post, kind, chat)
@@ -365,7 +357,7 @@ class Phase:
     report_note: str = ""
     notes: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used in the phase
-    analyzed_at: float | None = None  # --analyze: when outbox was analyzed, s into the phase
+    autoanalyzed: float | None = None  # autovacuum's last analyze of outbox, s after the ask
 
     def values(self) -> list[float]:
         """Every action's latency; one without a reply counts as infinitely slow, so the
@@ -407,8 +399,9 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
     rest = c["machine"] - c["this"] - c["bot"] - c["workers"] - c["postgres"]
     phase.notes.append(
         f"CPU s in {phase.end - phase.start:.0f} s (x{os.cpu_count()} cores): workers "
-        f"{c['workers']:.1f}, PostgreSQL {c['postgres']:.1f}, bot {c['bot']:.1f}, this process "
-        f"(sandbox, load) {c['this']:.1f}, the rest (Redis, others) {rest:.1f}; replies whose "
+        f"{c['workers']:.1f}, PostgreSQL (this database) {c['postgres']:.1f}, bot "
+        f"{c['bot']:.1f}, this process (sandbox, load) {c['this']:.1f}, the rest (Redis, other "
+        f"work) {rest:.1f}; replies whose "
         "send part took over "
         f"{SLOW_SEND_S:g} s: {len(slow)}, {after_429} of them within {PAUSE_S:g} s after a 429"
     )
@@ -430,8 +423,11 @@ def measure(phase: Phase, sends: list[dict[str, Any]], audience: set[int], url: 
                 )
         if first is not None:
             line += f"; {rate(sends, audience, first, phase.end):.1f}/s from it to the phase's end"
-        if phase.analyzed_at is not None:
-            line += f"; ANALYZE outbox (--analyze) at +{phase.analyzed_at:.0f} s"
+        line += "; autovacuum analyzed outbox " + (
+            "not in the phase"
+            if phase.autoanalyzed is None
+            else f"{phase.autoanalyzed:.0f} s after the confirm"
+        )
         phase.notes.append(line)
 
 
@@ -542,7 +538,6 @@ class Run:
         load = Load(self.sandbox, rate, self.new_ids(count), self.my_pool[-count:])
         del self.my_pool[-count:]
         phase = Phase(layout, name)
-        stop = threading.Event()
         last = [time.monotonic()]
         broadcast_id = on_start() if on_start is not None else None
 
@@ -552,12 +547,14 @@ class Run:
                 self.progress(phase, load, broadcast_id)
                 self.children.check()
 
-        before = cpu_s(self.children)
+        database = database_name(self.url)
+        before, pg_before = cpu_s(self.children), postgres_s(database)
         phase.start = time.time()
-        load.run(seconds, stop, tick)
+        load.run(seconds, tick)
         phase.end = time.time()
-        after = cpu_s(self.children)
+        after, pg_after = cpu_s(self.children), postgres_s(database)
         phase.cpu = {k: after[k] - before[k] for k in after}
+        phase.cpu["postgres"] = sum(t - pg_before.get(pid, 0.0) for pid, t in pg_after.items())
         phase.actions = sorted(load.actions, key=lambda a: a.t)
         if load.errors:
             print(f"   {load.errors} posts to the sandbox failed", flush=True)
@@ -580,14 +577,7 @@ class Run:
             f"sends/s, {sum(not s['accepted'] for s in recent)} 429s"
         )
         if broadcast_id is not None:
-            counts = self.broadcast_counts(broadcast_id)
-            line += f"; broadcast #{broadcast_id} {counts}"
-            if self.args.analyze and phase.analyzed_at is None and counts != NOT_FANNED_OUT:
-                # What autovacuum's analyze does within about a minute of the fan-out: the
-                # drains' claim gets the plan it has once the statistics count the new rows.
-                query(self.url, "ANALYZE outbox")
-                phase.analyzed_at = time.time() - phase.start
-                line += f"; ANALYZE outbox at +{phase.analyzed_at:.0f} s"
+            line += f"; broadcast #{broadcast_id} {self.broadcast_counts(broadcast_id)}"
         print(line, flush=True)
 
     def broadcast_counts(self, broadcast_id: int) -> str:
@@ -596,7 +586,7 @@ class Run:
             "SELECT state, count(*) FROM outbox WHERE batch_id = %s GROUP BY state ORDER BY 1",
             (broadcast_id,),
         )
-        return ", ".join(f"{s} {n:,}" for s, n in rows) or NOT_FANNED_OUT
+        return ", ".join(f"{s} {n:,}" for s, n in rows) or "not fanned out yet"
 
     def report_done(self, since: float) -> float | None:
         """When the month's CSV (the report's last message) reached the admin."""
@@ -659,6 +649,15 @@ class Run:
                 under.report_s = self.report_done(asked[0])
             if under.report_s is None:
                 under.report_note = f"after {time.time() - asked[0]:.0f} s"
+            # Whether the planner's statistics counted the 10,000 new outbox rows during the
+            # phase (the drains' claim is planned from them).
+            analyzed = query(
+                self.url,
+                "SELECT extract(epoch FROM last_autoanalyze) FROM pg_stat_user_tables"
+                " WHERE relname = 'outbox'",
+            )
+            if analyzed and analyzed[0][0] is not None and float(analyzed[0][0]) > asked[0]:
+                under.autoanalyzed = float(analyzed[0][0]) - asked[0]
             print(
                 f"   under load: {self.summary(under)}; broadcast "
                 f"{self.broadcast_counts(broadcast_id)}",
@@ -699,12 +698,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace-s", type=float, default=30.0, help="for replies after a phase")
     parser.add_argument("--report-wait-s", type=float, default=60.0, help="after the phase")
     parser.add_argument("--layouts", default="shared,isolated", help="of shared,isolated")
-    parser.add_argument(
-        "--analyze",
-        action="store_true",
-        help="ANALYZE outbox once the broadcast is fanned out (as autovacuum does within a"
-        " minute; without it the drains' claim plans for an outbox of the size it last saw)",
-    )
     parser.add_argument("--reuse", action="store_true", help="keep the copy a --keep run left")
     parser.add_argument("--reseed", action="store_true", help="seed zavhoz_bench_reports again")
     parser.add_argument("--keep", action="store_true", help="keep the run's database")
@@ -809,4 +802,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C: everything started is stopped by then
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
