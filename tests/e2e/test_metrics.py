@@ -6,16 +6,13 @@ scrape."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import Processes
+from tests.support.processes import Processes, zavhoz_cli
 from tests.support.sandbox_api import SandboxAPI
 
 
@@ -59,14 +56,7 @@ def test_bot_and_workers_serve_metrics_side_by_side(
     for user in users:
         live_sandbox.wait_messages(user, 1)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "zavhoz", "status", "--json"],
-        env={**os.environ, **procs.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = zavhoz_cli(procs.env, "status", "--json")
     served = json.loads(done.stdout)["metrics"]
     assert sorted(m["role"] for m in served) == ["bot", "worker", "worker"], done.stderr[-2000:]
     ports = [m["port"] for m in served]

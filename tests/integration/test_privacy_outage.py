@@ -56,6 +56,21 @@ def _seed(engine: Engine) -> None:
         s.commit()
 
 
+def _audit(engine: Engine) -> ErasureAudit | None:
+    with Session(engine) as s:
+        return s.scalars(select(ErasureAudit)).first()
+
+
+def _under_way(engine: Engine) -> bool:
+    row = _audit(engine)
+    return row is not None and row.pending is not None and row.pending["cursor"] > 0
+
+
+def _finished(engine: Engine) -> bool:
+    row = _audit(engine)
+    return row is not None and row.finished_at is not None
+
+
 def _until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -89,29 +104,17 @@ def test_an_erasure_cut_off_from_postgresql_mid_way_finishes_once_it_is_back(
         producer = Celery("test-producer", broker=redis_url, set_as_current=False)
         producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
 
-        def audit() -> ErasureAudit | None:
-            with Session(engine) as s:
-                return s.scalars(select(ErasureAudit)).first()
-
-        def under_way() -> bool:
-            row = audit()
-            return row is not None and row.pending is not None and row.pending["cursor"] > 0
-
-        _until("the steps under way", under_way, timeout=120, every=0.02)
+        _until("the steps under way", lambda: _under_way(engine), timeout=120, every=0.02)
         proxy.pause()
         with Session(engine) as s:
             # Step one committed before the cut: nothing identifies them already.
             assert s.scalars(select(User).where(User.telegram_id == ZQ)).first() is None
         time.sleep(5)
-        cut_off = audit()
+        cut_off = _audit(engine)
         assert cut_off is not None and cut_off.finished_at is None
         proxy.resume()
 
-        def finished() -> bool:
-            row = audit()
-            return row is not None and row.finished_at is not None
-
-        _until("the erasure finished", finished, timeout=120, every=0.5)
+        _until("the erasure finished", lambda: _finished(engine), timeout=120, every=0.5)
         erased = t("privacy.erased", "en")
         _until(
             "the user told",
@@ -121,7 +124,7 @@ def test_an_erasure_cut_off_from_postgresql_mid_way_finishes_once_it_is_back(
         )
         time.sleep(2)  # a second message, if any, would come now
         assert [m["text"] for m in live_sandbox.messages(ZQ)].count(erased) == 1
-        done = audit()
+        done = _audit(engine)
         assert done is not None and done.pending is None
         assert done.counts["requests"] == REQUESTS and done.counts["comments"] == REQUESTS
         assert done.counts["mentions"] == REQUESTS
@@ -154,25 +157,13 @@ def test_an_erasure_whose_worker_is_killed_mid_way_is_finished_by_another(
     producer = Celery("test-producer", broker=redis_url, set_as_current=False)
     producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
 
-    def audit() -> ErasureAudit | None:
-        with Session(engine) as s:
-            return s.scalars(select(ErasureAudit)).first()
-
-    def under_way() -> bool:
-        row = audit()
-        return row is not None and row.pending is not None and row.pending["cursor"] > 0
-
-    _until("the steps under way", under_way, timeout=120, every=0.02)
+    _until("the steps under way", lambda: _under_way(engine), timeout=120, every=0.02)
     first.kill(signal.SIGKILL)
-    killed_at = audit()
+    killed_at = _audit(engine)
     assert killed_at is not None and killed_at.finished_at is None
     procs.worker("w2", "-Q", "privacy,notifications", "-c", "1", **small_steps)
 
-    def finished() -> bool:
-        row = audit()
-        return row is not None and row.finished_at is not None
-
-    _until("another worker finished the erasure", finished, timeout=240, every=0.5)
+    _until("another worker finished the erasure", lambda: _finished(engine), timeout=240, every=0.5)
     erased = t("privacy.erased", "en")
     _until(
         "the user told",
@@ -182,7 +173,7 @@ def test_an_erasure_whose_worker_is_killed_mid_way_is_finished_by_another(
     )
     time.sleep(2)
     assert [m["text"] for m in live_sandbox.messages(ZQ)].count(erased) == 1
-    done = audit()
+    done = _audit(engine)
     assert done is not None and done.pending is None
     assert done.counts["requests"] == REQUESTS and done.counts["comments"] == REQUESTS
     assert scan_database(engine, NEEDLES, ZQ) == []

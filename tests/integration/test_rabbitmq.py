@@ -6,14 +6,11 @@ run on RabbitMQ too in CI: ZAVHOZ_TEST_BROKER=amqp.)"""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from celery import Celery
 
 from core.settings import Settings
-from tests.support.processes import Processes
+from tests.support.processes import Processes, zavhoz_cli
 from workers.app import create_app
 
 
@@ -40,14 +37,7 @@ def test_status_on_rabbitmq_sees_workers_and_depths(procs: Processes, amqp_url: 
     for _ in range(3):
         producer.send_task("reports.daily", queue="reports", expires=600)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "zavhoz", "status", "--json"],
-        env={**os.environ, **procs.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = zavhoz_cli(procs.env, "status", "--json")
     data = json.loads(done.stdout)
     [seen] = data["workers"]
     assert seen["name"].startswith("wi@") and seen["queues"] == ["interactive"]

@@ -4,13 +4,10 @@ finds, with their queues; a queue nobody consumes and its waiting message make i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from celery import Celery
 
-from tests.support.processes import Processes
+from tests.support.processes import Processes, zavhoz_cli
 
 
 def test_status_sees_workers_queues_and_what_waits(procs: Processes, redis_url: str) -> None:
@@ -26,14 +23,7 @@ def test_status_sees_workers_queues_and_what_waits(procs: Processes, redis_url: 
     )
     producer.send_task("reports.daily", queue="reports", expires=600)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "zavhoz", "status", "--json", "--max-age", "0"],
-        env={**os.environ, **procs.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = zavhoz_cli(procs.env, "status", "--json", "--max-age", "0")
     assert done.returncode == 1, done.stderr[-3000:]
     data = json.loads(done.stdout)
     [seen] = data["workers"]

@@ -52,6 +52,20 @@ class Proc:
         self._log.close()
 
 
+def zavhoz_cli(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`zavhoz <args>` as ops run it, with the test's services in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "zavhoz", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class Processes:
     """Starts processes for a test and stops them all at its end."""
 
