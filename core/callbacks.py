@@ -78,6 +78,12 @@ def safe_fragment(text: str, max_bytes: int = 24) -> str:
     return encoded.decode(errors="ignore").strip()
 
 
+class AreaCb(CallbackData, prefix="ar"):
+    """Subscribe to area `id`, or unsubscribe when subscribed (staff; the worker checks)."""
+
+    id: int = Field(gt=0, lt=DB_ID_LIMIT)
+
+
 class BroadcastVerb(StrEnum):
     AUDIENCE = "aud"  # arg: the audience chosen
     CONFIRM = "confirm"

@@ -255,6 +255,40 @@ class ListStaff(Command):
     edit_message_id: int | None = None
 
 
+# --- Areas -------------------------------------------------------------------------------------
+
+AreaName = Annotated[
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.AREA_NAME_MAX)
+]
+AreaPlace = Annotated[
+    str, _Visible, StringConstraints(min_length=1, max_length=limits.LOCATION_MAX)
+]
+
+
+class ShowAreas(Command):
+    """/areas (staff): every area with its places; a button each subscribes or unsubscribes."""
+
+    task_name = "commands.show_areas"
+    kind: Literal["show_areas"] = "show_areas"
+    edit_message_id: int | None = None
+
+
+class ToggleArea(Command):
+    task_name = "commands.toggle_area"
+    kind: Literal["toggle_area"] = "toggle_area"
+    area_id: RequestId
+    edit_message_id: int | None = None
+
+
+class DefineArea(Command):
+    """/area Name: place, place (admins): make or replace an area; no places deletes it."""
+
+    task_name = "commands.define_area"
+    kind: Literal["define_area"] = "define_area"
+    name: AreaName
+    places: list[AreaPlace] = Field(default_factory=list, max_length=limits.AREA_PLACES_MAX)
+
+
 # --- Broadcasts -------------------------------------------------------------------------------
 
 BroadcastText = Annotated[

@@ -6,6 +6,7 @@ the bot shows are a convenience, never the authority.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -236,3 +237,10 @@ class QueueOnly(StrEnum):
 
     UNASSIGNED = "u"
     OVERDUE = "o"
+
+
+def in_area(location: str, places: Iterable[str]) -> bool:
+    """Whether a request's place belongs to an area: it starts with one of the area's places,
+    compared case-insensitively ("B-12" is in an area of "b-")."""
+    folded = location.casefold().strip()
+    return any(p.strip() and folded.startswith(p.casefold().strip()) for p in places)

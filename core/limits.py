@@ -15,6 +15,10 @@ RECENT_LOCATIONS = 5
 MESSAGE_MAX = 4096
 CAPTION_MAX = 1024
 CALLBACK_DATA_MAX = 64
+# Areas: a name, the places (prefixes) it groups; /areas draws a button per area.
+AREA_NAME_MAX = 64
+AREA_PLACES_MAX = 20
+AREAS_MAX = 25  # /areas lists them all in one message
 BROADCAST_MAX = 4000  # visible characters; leaves room under MESSAGE_MAX
 
 # Users' quotas (bot/quotas.py) in Redis: `<prefix>:LIMITER/<kind>/<telegram id>/...`; an

@@ -31,10 +31,10 @@ _COMMON_HEAD = ("new", "my")
 _COMMON_TAIL = ("export", "forget_me", "cancel", "start", "help")
 _COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.RESIDENT: (*_COMMON_HEAD, *_COMMON_TAIL),
-    Role.STAFF: (*_COMMON_HEAD, "queue", "mine", "find", *_COMMON_TAIL),
+    Role.STAFF: (*_COMMON_HEAD, "queue", "mine", "find", "areas", *_COMMON_TAIL),
     Role.ADMIN: (
         *_COMMON_HEAD,
-        *("queue", "mine", "find", "staff", "broadcast", "report"),
+        *("queue", "mine", "find", "areas", "area", "staff", "broadcast", "report"),
         *_COMMON_TAIL,
     ),
 }

@@ -309,6 +309,33 @@ class RoleChange(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
 
 
+class Area(Base):
+    """A group of places (a building, an entrance): a new request whose place starts with one
+    of `places` (compared case-insensitively) notifies the staff subscribed to the area."""
+
+    __tablename__ = "areas"
+    __table_args__ = (Index("uq_areas_lower_name", sql_text("lower(name)"), unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    places: Mapped[list[str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class AreaStaff(Base):
+    """A staff member's subscription to an area (`/areas`)."""
+
+    __tablename__ = "area_staff"
+
+    area_id: Mapped[int] = mapped_column(
+        ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
 class JobRun(Base):
     """Each scheduled job's last run, one row per job (bounded, however often it runs): what
     `zavhoz status` and ops look at."""

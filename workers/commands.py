@@ -12,6 +12,7 @@ from typing import Any
 from core import commands as c
 from workers import welcome
 from workers.broadcasts import handlers as broadcasts
+from workers.desk import areas
 from workers.desk import handlers as desk
 from workers.privacy import handlers as privacy
 from workers.reports import handlers as reports
@@ -31,6 +32,9 @@ HANDLERS: dict[type[Any], Callable[..., None]] = {
     c.RateRequest: desk.rate_request,
     c.SetRole: desk.set_role,
     c.ListStaff: desk.list_staff,
+    c.ShowAreas: areas.show_areas,
+    c.ToggleArea: areas.toggle_area,
+    c.DefineArea: areas.define_area,
     c.BeginBroadcast: broadcasts.begin_broadcast,
     c.StartBroadcast: broadcasts.start_broadcast,
     c.ConfirmBroadcast: broadcasts.confirm_broadcast,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.routers import (
+    areas,
     broadcast,
     fallback,
     groups,
@@ -22,6 +23,7 @@ def feature_routers() -> list[Router]:
         groups.create_router(),
         start.create_router(),
         requests.create_router(),
+        areas.create_router(),
         broadcast.create_router(),
         reports.create_router(),
         privacy.create_router(),

@@ -10,11 +10,11 @@ import html
 from datetime import timedelta
 from typing import Any
 
-from core.texts import base, desk, dialog, ops, privacy, reports
+from core.texts import areas, base, desk, dialog, ops, privacy, reports
 
 DEFAULT_LANGUAGE = "en"
 
-_MODULES = (base, dialog, desk, ops, reports, privacy)
+_MODULES = (base, dialog, desk, areas, ops, reports, privacy)
 
 
 def _merge(language: str) -> dict[str, str]:

@@ -19,8 +19,8 @@ EN = {
         "/start: the main menu\n"
         "/help: this message\n"
         "/export: all your data as a file; /forget_me: erase it\n\n"
-        "<b>Staff</b>: /queue [place] open requests, /mine assigned to you, /find words\n"
-        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /broadcast, /report [today|week|month]\n\n"
+        "<b>Staff</b>: /queue [place] open requests, /mine assigned to you, /find words, /areas the places you get requests from\n"
+        "<b>Admins</b>: /grant &lt;id or @username&gt; staff|admin, /revoke &lt;id or @username&gt;, /staff, /area Name: place, place, /broadcast, /report [today|week|month]\n\n"
         "Staff and admins are named by an admin with /grant; the first admins are set by whoever runs the bot (ADMIN_IDS)."
     ),
     "unknown": "I did not understand that. Send /help to see what I can do.",
@@ -56,8 +56,8 @@ RU = {
         "/start: главное меню\n"
         "/help: это сообщение\n"
         "/export: все ваши данные файлом; /forget_me: удалить их\n\n"
-        "<b>Сотрудникам</b>: /queue [место] открытые заявки, /mine назначенные вам, /find слова\n"
-        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /broadcast, /report [today|week|month]\n\n"
+        "<b>Сотрудникам</b>: /queue [место] открытые заявки, /mine назначенные вам, /find слова, /areas места, из которых вы получаете заявки\n"
+        "<b>Администраторам</b>: /grant &lt;id или @username&gt; staff|admin, /revoke &lt;id или @username&gt;, /staff, /area Название: место, место, /broadcast, /report [today|week|month]\n\n"
         "Сотрудников и администраторов назначает администратор командой /grant; первых администраторов задаёт тот, кто запускает бота (ADMIN_IDS)."
     ),
     "unknown": "Я не понял. Отправьте /help, чтобы увидеть, что я умею.",

@@ -41,9 +41,10 @@ from core.roles import Role
 from core.settings import get_settings
 from core.texts import Markup, t
 from db import requests as q
+from db.areas import staff_for_place, unsubscribe_all
 from db.models import Attachment, Comment, Request, RoleChange, User
 from workers.desk import render
-from workers.kit import Ctx, Keyboard, inline, require_admin, require_staff, viewer_for
+from workers.kit import Ctx, inline, require_admin, require_staff, viewer_for
 from workers.outbox import Replies
 
 # The latest role changes under the first page of /staff.
@@ -67,7 +68,7 @@ def create_request(session: Session, command: CreateRequest, replies: Replies) -
     session.flush()
     ctx.record(request, EventAction.CREATED, to_status=Status.NEW.value)
     ctx.reply("created", id=request.id)
-    for member in q.staff_members(session):
+    for member in staff_for_place(session, request.location):
         if member.id == ctx.actor.id or not member.reachable:
             continue
         lang = member.language
@@ -97,7 +98,7 @@ def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies
     keyboard = render.list_keyboard(
         page.rows, ctx.lang, kind=ListKind.MY, page=page.number, pages=page.pages
     )
-    _show_list(ctx, text, keyboard, command.edit_message_id)
+    ctx.show_list(text, keyboard, command.edit_message_id)
 
 
 def show_mine(session: Session, command: ShowMine, replies: Replies) -> None:
@@ -112,7 +113,7 @@ def show_mine(session: Session, command: ShowMine, replies: Replies) -> None:
     keyboard = render.list_keyboard(
         page.rows, ctx.lang, kind=ListKind.MINE, page=page.number, pages=page.pages
     )
-    _show_list(ctx, text, keyboard, command.edit_message_id)
+    ctx.show_list(text, keyboard, command.edit_message_id)
 
 
 def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
@@ -153,7 +154,7 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         pri=pri,
         only=only,
     )
-    _show_list(ctx, text, keyboard, command.edit_message_id)
+    ctx.show_list(text, keyboard, command.edit_message_id)
 
 
 def find_requests(session: Session, command: FindRequests, replies: Replies) -> None:
@@ -174,20 +175,7 @@ def find_requests(session: Session, command: FindRequests, replies: Replies) -> 
     keyboard = render.list_keyboard(
         page.rows, ctx.lang, kind=ListKind.FIND, page=page.number, pages=page.pages, loc=query
     )
-    _show_list(ctx, text, keyboard, command.edit_message_id)
-
-
-def _show_list(
-    ctx: Ctx, text: Markup, keyboard: Keyboard | None, edit_message_id: int | None
-) -> None:
-    # A forged message id would only make Telegram refuse the edit: answer with a new list.
-    if edit_message_id is None or not q.valid_id(edit_message_id):
-        ctx.reply_text(text, reply_markup=keyboard)
-        return
-    payload: dict[str, object] = {"message_id": edit_message_id, "text": text, "parse_mode": "HTML"}
-    if keyboard:  # without one, the edit removes the old buttons
-        payload["reply_markup"] = keyboard
-    ctx.replies.send(ctx.command.actor.chat_id, "editMessageText", payload, user_id=ctx.actor.id)
+    ctx.show_list(text, keyboard, command.edit_message_id)
 
 
 def show_request(session: Session, command: ShowRequest, replies: Replies) -> None:
@@ -440,14 +428,14 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
         )
     )
     ctx.record(request, EventAction.COMMENT)
-    # Staff comments go to the author; the author's to the assignee, or to every staff member
-    # while nobody is assigned (somebody must see it).
+    # Staff comments go to the author; the author's to the assignee, or while nobody is
+    # assigned to the staff a new request there would reach (somebody must see it).
     if not viewer.is_author:
         recipients = [session.get(User, request.author_id)] if request.author_id else []
     elif request.assignee_id is not None:
         recipients = [session.get(User, request.assignee_id)]
     else:
-        recipients = list(q.staff_members(session))
+        recipients = list(staff_for_place(session, request.location))
     for recipient in recipients:
         if recipient is None:
             continue
@@ -534,6 +522,8 @@ def set_role(session: Session, command: SetRole, replies: Replies) -> None:
             )
         )
     target.role = role.value
+    if role is Role.RESIDENT:  # a resident gets no staff notices, whatever they subscribed
+        unsubscribe_all(session, target.id)
     lang = target.language
     ctx.reply(
         "grant.done", user=render.name_of(target, ctx.lang), role=t(f"role.{role.value}", ctx.lang)
@@ -566,4 +556,4 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
         text = Markup(text + "\n\n" + render.role_changes_text(changes, ctx.lang))
     current = ListCb(kind=ListKind.STAFF, page=page.number)
     nav = render.nav_row(ctx.lang, current=current, pages=page.pages)
-    _show_list(ctx, text, inline([nav]) if nav else None, command.edit_message_id)
+    ctx.show_list(text, inline([nav]) if nav else None, command.edit_message_id)

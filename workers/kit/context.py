@@ -13,6 +13,7 @@ from core.roles import Role
 from core.settings import get_settings
 from core.texts import t
 from db.models import Attachment, Request, RequestEvent, User
+from db.requests import valid_id
 from db.users import upsert_user
 from workers.outbox import Replies
 
@@ -56,6 +57,25 @@ class Ctx:
     def reply_text(self, text: str, *, reply_markup: dict[str, Any] | None = None) -> None:
         extra: dict[str, Any] = {"reply_markup": reply_markup} if reply_markup else {}
         self.replies.message(self.command.actor.chat_id, text, user_id=self.actor.id, **extra)
+
+    def show_list(
+        self, text: str, keyboard: dict[str, Any] | None, edit_message_id: int | None
+    ) -> None:
+        """A list, as a new message or in place of the one whose button was pressed."""
+        # A forged message id would only make Telegram refuse the edit: answer with a new list.
+        if edit_message_id is None or not valid_id(edit_message_id):
+            self.reply_text(text, reply_markup=keyboard)
+            return
+        payload: dict[str, object] = {
+            "message_id": edit_message_id,
+            "text": text,
+            "parse_mode": "HTML",
+        }
+        if keyboard:  # without one, the edit removes the old buttons
+            payload["reply_markup"] = keyboard
+        self.replies.send(
+            self.command.actor.chat_id, "editMessageText", payload, user_id=self.actor.id
+        )
 
     def tell(
         self, user: User | None, text: str, *, about: Request | None = None, **extra: Any

@@ -61,6 +61,7 @@ from core.settings import get_settings
 from core.states import BroadcastState
 from core.texts import DEFAULT_LANGUAGE, t
 from db.models import (
+    AreaStaff,
     Attachment,
     Base,
     Broadcast,
@@ -183,6 +184,9 @@ def _unlink_user(session: Session, user: User, counts: Counter[str]) -> None:
         delete(GeneratedFile).where(GeneratedFile.key.startswith(export_key_prefix(uid))),
     )
     counts["role_changes"] = _rowcount(session, delete(RoleChange).where(RoleChange.user_id == uid))
+    counts["area_subscriptions"] = _rowcount(
+        session, delete(AreaStaff).where(AreaStaff.user_id == uid)
+    )
     user.telegram_id = None
     user.username = None
     user.first_name = None

@@ -23,7 +23,17 @@ from sqlalchemy.orm import Session, aliased
 
 from core.clock import as_utc, now
 from core.roles import Role
-from db.models import Attachment, Broadcast, Comment, Request, RequestEvent, RoleChange, User
+from db.models import (
+    Area,
+    AreaStaff,
+    Attachment,
+    Broadcast,
+    Comment,
+    Request,
+    RequestEvent,
+    RoleChange,
+    User,
+)
 
 CHUNK = 1000  # request ids a query
 SOMEONE = "someone"
@@ -49,6 +59,8 @@ def write_export(session: Session, user: User, path: Path) -> int:
         _write_all(out, _their_broadcasts(session, user))
         out.write(b'],"role_changes":[')
         _write_all(out, _their_role_changes(session, user, people))
+        out.write(b'],"areas":[')
+        _write_all(out, _their_areas(session, user))
         out.write(b"]}\n")
     return count
 
@@ -225,6 +237,18 @@ def _their_broadcasts(session: Session, user: User) -> Iterator[dict[str, Any]]:
             "created_at": row.created_at,
             "finished_at": row.finished_at,
         }
+
+
+def _their_areas(session: Session, user: User) -> Iterator[dict[str, Any]]:
+    """The areas the user (as staff) subscribed to."""
+    stmt = (
+        select(Area.name, AreaStaff.created_at)
+        .join(AreaStaff, AreaStaff.area_id == Area.id)
+        .where(AreaStaff.user_id == user.id)
+        .order_by(Area.id)
+    )
+    for name, subscribed_at in session.execute(stmt):
+        yield {"area": name, "subscribed_at": subscribed_at}
 
 
 def _their_role_changes(
