@@ -3,6 +3,9 @@ the staff of the place's area (or to all staff when nobody covers it)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -14,11 +17,12 @@ from core.domain import in_area
 from core.menu import commands_for
 from core.roles import Role
 from core.texts import t
-from db.models import Area, AreaStaff, User
+from db.models import Area, AreaStaff, ErasureAudit, User
 from tests.support.follow_ups import run_follow_ups_inline
 from tests.support.sandbox_api import SandboxAPI
 from tests.unit.test_bot import _enqueued
 from tests.unit.test_desk import ADMIN, OTHER, RESIDENT, STAFF, STAFF2, Desk, make_desk
+from workers.privacy.export import write_export
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +196,25 @@ async def test_the_bot_enqueues_areas_or_says_how(sandbox: SandboxAPI) -> None:
     told = [m["text"] for m in sandbox.messages(3004)]
     assert told[0].startswith("Usage: /area Name: place, place")
     assert told[1:] == [t("area.too_long", "en", name_max=64, places_max=20, place_max=200)] * 2
+
+
+def test_the_export_lists_subscriptions_and_erasure_drops_them(
+    desk: Desk, db: Engine, tmp_path: Path
+) -> None:
+    desk.run(c.DefineArea, ADMIN, name="Building A", places=["A-"])
+    desk.run(c.DefineArea, ADMIN, name="Building B", places=["B-"])
+    desk.run(c.ToggleArea, STAFF, area_id=_area_id(db, "Building B"))
+    desk.run(c.ToggleArea, STAFF2, area_id=_area_id(db, "Building A"))
+    out = tmp_path / "export.json"
+    with Session(db) as s:
+        staff = s.scalars(select(User).where(User.telegram_id == STAFF)).one()
+        write_export(s, staff, out)
+    assert [a["area"] for a in json.loads(out.read_text())["areas"]] == ["Building B"]
+
+    desk.run(c.EraseMe, STAFF)
+    with Session(db) as s:
+        left = s.scalars(select(AreaStaff.user_id)).all()
+        staff2 = s.scalars(select(User.id).where(User.telegram_id == STAFF2)).one()
+        assert left == [staff2]  # theirs gone, the other's kept
+        audit = s.scalars(select(ErasureAudit)).one()
+        assert audit.counts["area_subscriptions"] == 1
