@@ -30,6 +30,7 @@ class CardVerb(StrEnum):
     RATE = "rate"  # arg: 1-5
     ASSIGN_TO = "assignto"  # arg: the assignee's Telegram id
     SKIP_NOTE = "done_skip"  # close without the closing note asked for
+    FILES_DONE = "files"  # add the files sent since the comment was asked for
 
 
 class RequestCb(CallbackData, prefix="rq"):

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from core import limits
@@ -125,9 +126,7 @@ Description = Annotated[
     str, _Visible, StringConstraints(min_length=1, max_length=limits.DESCRIPTION_MAX)
 ]
 Location = Annotated[str, _Visible, StringConstraints(min_length=1, max_length=limits.LOCATION_MAX)]
-CommentText = Annotated[
-    str, _Visible, StringConstraints(min_length=1, max_length=limits.COMMENT_MAX)
-]
+CommentBody = Annotated[str, _Visible, StringConstraints(max_length=limits.COMMENT_MAX)]
 # Optional free text: nothing visible left is None (a blank reject reason is no reason).
 Note = Annotated[
     Annotated[str, StringConstraints(max_length=limits.REASON_MAX)] | None,
@@ -218,11 +217,20 @@ class ShowAssignees(Command):
 
 
 class AddComment(Command):
+    """A comment: words, files added to the request, or both."""
+
     task_name = "commands.add_comment"
     kind: Literal["add_comment"] = "add_comment"
     request_id: RequestId
-    text: CommentText
-    file_id: str | None = Field(default=None, max_length=255)
+    text: CommentBody = ""
+    file_id: str | None = Field(default=None, max_length=255)  # unused since attachments came
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=limits.MAX_ATTACHMENTS)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AddComment:
+        if not self.text and not self.attachments and not self.file_id:
+            raise ValueError("a comment needs words or files")
+        return self
 
 
 class ChangePriority(Command):

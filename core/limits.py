@@ -8,7 +8,8 @@ LOCATION_MAX = 200
 COMMENT_MAX = 2000
 REASON_MAX = 1000
 SEARCH_MAX = 64
-MAX_ATTACHMENTS = 10
+MAX_ATTACHMENTS = 10  # in one message: a new request, a comment
+REQUEST_FILES_MAX = 50  # on one request, over its life
 MAX_FILE_BYTES = 20 * 1024 * 1024  # what a bot may download from Telegram
 RECENT_LOCATIONS = 5
 # Telegram's limits on what we send.

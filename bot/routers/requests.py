@@ -4,6 +4,8 @@ only turns presses and answers into commands."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -11,6 +13,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.actors import Envelope, language_of
+from bot.files import accept_file
 from bot.middlewares import with_envelopes
 from core import commands as c
 from core import limits
@@ -25,6 +28,7 @@ class Ask(StatesGroup):
     reason = State()
     comment = State()
     closing = State()
+    files = State()  # a comment's files arriving (an album is one message per file)
 
 
 # Domain actions that apply at once; the others need more input first (a reason, a closing
@@ -171,6 +175,8 @@ async def request_action(
     elif action is CardVerb.SKIP_NOTE and await state.get_state() == Ask.closing.state:
         await state.clear()
         await envelope.send(c.TransitionRequest, request_id=rid, action=Action.DONE)
+    elif action is CardVerb.FILES_DONE and await _files_for(state, rid):
+        await _send_files(envelope, state, rid, "")
     elif action is CardVerb.SET_PRIORITY and arg in _PRIORITIES:
         await envelope.send(c.ChangePriority, request_id=rid, priority=Priority(arg))
     elif action is CardVerb.RATE and arg in _RATINGS:
@@ -191,6 +197,52 @@ async def request_action(
     await callback.answer()
 
 
+async def _files_for(state: FSMContext, request_id: int) -> bool:
+    """Whether the files being collected are for this request (a Done of an older prompt is
+    stale)."""
+    data = await state.get_data()
+    return await state.get_state() == Ask.files.state and data.get("request_id") == request_id
+
+
+async def _send_files(envelope: Envelope, state: FSMContext, request_id: int, text: str) -> None:
+    """The collected files, with the words (typed, or the files' captions), as one comment."""
+    data = await state.get_data()
+    words = text or normalize(data.get("caption", ""))[: limits.COMMENT_MAX]
+    await envelope.send(
+        c.AddComment, request_id=request_id, text=words, attachments=data.get("files", [])
+    )
+    await state.clear()
+
+
+async def comment_file(message: Message, envelope: Envelope, state: FSMContext) -> None:
+    """A photo or document while a comment is asked for: it is collected (an album arrives as
+    one message per file) until Done or words end the comment."""
+    language = envelope.lang
+    data = await state.get_data()
+    files: list[dict[str, Any]] = list(data.get("files", []))
+    attachment, error = accept_file(message, len(files), language)
+    caption = " ".join(x for x in (data.get("caption", ""), message.caption or "") if x)
+    rid = int(data["request_id"])
+    if attachment is not None:
+        files.append(attachment)
+    await state.set_state(Ask.files)
+    first_of_album = message.media_group_id is None or message.media_group_id != data.get("album")
+    await state.update_data(files=files, caption=caption, album=message.media_group_id)
+    if error and (first_of_album or error != data.get("error")):
+        await message.answer(error)
+    elif first_of_album:
+        done = RequestCb(action=CardVerb.FILES_DONE, id=rid).pack()
+        await message.answer(
+            t("ask.files_got", language, id=rid),
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [InlineKeyboardButton(text=t("btn.files_done", language), callback_data=done)]
+                ]
+            ),
+        )
+    await state.update_data(error=error)
+
+
 async def answer_prompt(message: Message, envelope: Envelope, state: FSMContext) -> None:
     """The text (or, when closing, a photo) asked for by a reject/comment/done button."""
     language = envelope.lang
@@ -198,7 +250,8 @@ async def answer_prompt(message: Message, envelope: Envelope, state: FSMContext)
     text = normalize(message.text or message.caption or "")
     photo = message.photo[-1].file_id if message.photo and current == Ask.closing.state else None
     # A reject reason and a closing note are both the transition's note.
-    limit = limits.COMMENT_MAX if current == Ask.comment.state else limits.REASON_MAX
+    words = (Ask.comment.state, Ask.files.state)
+    limit = limits.COMMENT_MAX if current in words else limits.REASON_MAX
     if not text and photo is None:
         await message.answer(t("ask.text_expected", language, max=limit))
         return
@@ -208,6 +261,9 @@ async def answer_prompt(message: Message, envelope: Envelope, state: FSMContext)
     if message.from_user is None:
         return
     rid = int((await state.get_data())["request_id"])
+    if current == Ask.files.state:  # words after files: the comment they go with
+        await _send_files(envelope, state, rid, text)
+        return
     if current == Ask.reason.state:
         await envelope.send(c.TransitionRequest, request_id=rid, action=Action.REJECT, note=text)
     elif current == Ask.comment.state:
@@ -257,8 +313,9 @@ async def staff(message: Message, envelope: Envelope) -> None:
 
 def create_router() -> Router:
     router = with_envelopes(Router(name=__name__))
-    prompts = StateFilter(Ask.reason, Ask.comment, Ask.closing)
+    prompts = StateFilter(Ask.reason, Ask.comment, Ask.closing, Ask.files)
     router.message.register(cancel_prompt, prompts, Command("cancel"))
+    router.message.register(comment_file, StateFilter(Ask.comment, Ask.files), F.photo | F.document)
     router.message.register(answer_prompt, prompts, ~F.text.startswith("/"))
     router.message.register(my_requests, Command("my"))
     router.message.register(my_requests, F.text.in_(all_translations("menu.my")))

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from core import clock
+from core import clock, limits
 from core.callbacks import ListCb, ListKind, safe_fragment
 from core.commands import (
     AddComment,
@@ -419,6 +419,12 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
     if not can_comment(Status(request.status), viewer):
         ctx.reply("refused.comment" if can_view(viewer) else "refused.not_allowed", id=request.id)
         return
+    files = [Attachment(**a.model_dump()) for a in command.attachments]
+    if files and len(request.attachments) + len(files) > limits.REQUEST_FILES_MAX:
+        room = max(0, limits.REQUEST_FILES_MAX - len(request.attachments))
+        ctx.reply("refused.files", id=request.id, max=limits.REQUEST_FILES_MAX, room=room)
+        return
+    request.attachments.extend(files)  # added to the request: its card shows them all
     session.add(
         Comment(
             request_id=request.id,
@@ -440,19 +446,22 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
         if recipient is None:
             continue
         lang = recipient.language
-        ctx.tell(
-            recipient,
-            t(
-                "notify.comment",
-                lang,
-                author=render.name_of(ctx.actor, lang),
-                id=request.id,
-                title=request.title,
-                text=command.text,
-            ),
-            about=request,
+        text = t(
+            "notify.comment",
+            lang,
+            author=render.name_of(ctx.actor, lang),
+            id=request.id,
+            title=request.title,
+            text=command.text,
         )
-    ctx.reply("done.comment", id=request.id)
+        if files:
+            text = Markup(text + "\n" + t("notify.files", lang, count=len(files)))
+        if ctx.tell(recipient, text, about=request) and files:
+            ctx.send_attachments(recipient, files)
+    if files:
+        ctx.reply("done.files", id=request.id, count=len(files))
+    else:
+        ctx.reply("done.comment", id=request.id)
 
 
 def change_priority(session: Session, command: ChangePriority, replies: Replies) -> None:

@@ -116,7 +116,7 @@ def card_text(
             lang,
             author=name_of(users.get(c.author_id or 0), lang),
             when=when(c.created_at),
-            text=cut(c.text, SNIPPET),
+            text=cut(c.text, SNIPPET) or "📎",  # files without words
         )
         for c in comments
     ]

@@ -13,10 +13,10 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import CallbackQuery, Message
-from pydantic import ValidationError
 
 from bot.actors import Envelope, language_of
 from bot.dialogs.memory import recent_key, recent_locations, remember_location
+from bot.files import accept_file
 from bot.middlewares import with_envelopes
 from bot.routers.new_request.album import reply_to_album_later
 from bot.routers.new_request.states import (
@@ -28,8 +28,7 @@ from bot.routers.new_request.states import (
     NewRequest,
     TextStep,
 )
-from bot.routers.new_request.view import MB, ask, drop_buttons, priority_label, summary
-from core import limits
+from bot.routers.new_request.view import ask, drop_buttons, priority_label, summary
 from core.commands import AttachmentIn, CreateRequest
 from core.domain import Priority
 from core.logging import get_logger
@@ -99,31 +98,6 @@ async def _next_after_text(
     await ask(bot, chat_id, step.next.state, data, lang)
 
 
-def _attachment_of(message: Message) -> dict[str, Any]:
-    """The file of a photo or document message as AttachmentIn's JSON fields."""
-    if message.photo:
-        best = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        return {
-            "kind": "photo",
-            "file_id": best.file_id,
-            "file_unique_id": best.file_unique_id,
-            "file_name": None,
-            "mime_type": None,
-            "size": best.file_size,
-        }
-    document = message.document
-    assert document is not None
-    mime = document.mime_type
-    return {
-        "kind": "document",
-        "file_id": document.file_id,
-        "file_unique_id": document.file_unique_id,
-        "file_name": document.file_name[:255] if document.file_name else None,
-        "mime_type": mime if mime and len(mime) <= 128 else None,
-        "size": document.file_size,
-    }
-
-
 async def on_file(message: Message, state: FSMContext, bot: Bot) -> None:
     """A photo or document in the attachments step: a single file is answered at once, an
     album's items once for the whole album (see `album`)."""
@@ -131,26 +105,10 @@ async def on_file(message: Message, state: FSMContext, bot: Bot) -> None:
     step = NewRequest.attachments.state
     data = await state.get_data()
     attachments: list[dict[str, Any]] = list(data.get("attachments", []))
-    item = _attachment_of(message)
-    size = item["size"]
-    error: str | None = None
-    if len(attachments) >= limits.MAX_ATTACHMENTS:
-        error = t("new.error.too_many_files", lang, max=limits.MAX_ATTACHMENTS)
-    elif size is not None and size > limits.MAX_FILE_BYTES:
-        error = t(
-            "new.error.file_too_big",
-            lang,
-            size_mb=f"{size / MB:.1f}",
-            max_mb=limits.MAX_FILE_BYTES // MB,
-        )
-    else:
-        try:
-            attachment = AttachmentIn.model_validate(item)
-        except ValidationError:
-            error = t("new.error.files_expected", lang)
-        else:
-            attachments.append(attachment.model_dump(mode="json"))
-            data = await state.update_data(attachments=attachments)
+    attachment, error = accept_file(message, len(attachments), lang)
+    if attachment is not None:
+        attachments.append(attachment)
+        data = await state.update_data(attachments=attachments)
     if message.media_group_id:
         reply_to_album_later(bot, state, message.chat.id, message.media_group_id, lang, error)
     else:

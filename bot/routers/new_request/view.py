@@ -10,12 +10,11 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from bot.files import MB
 from bot.routers.new_request.states import TEXT_STEPS, Act, DraftCb, NewRequest
 from core import limits
 from core.domain import Priority
 from core.texts import t
-
-MB = 1024 * 1024
 
 
 def button(text: str, data: DraftCb) -> InlineKeyboardButton:
