@@ -485,7 +485,7 @@ class Run:
 
         self.args, self.children, self.sandbox = args, children, sandbox
         self.url: str = args.database_url
-        self.publisher = CommandQueue(args.redis_url).celery
+        self.publisher = CommandQueue(args.redis_url)
         self.run_id = uuid.uuid4().hex[:8]
         self.serial = 0
         self.next_new = NEW_USER
@@ -493,16 +493,7 @@ class Run:
         self.my_pool: list[int] = []
 
     def publish(self, command: Any) -> None:
-        """As bot/enqueue.py's CommandQueue publishes a command."""
-        from core.queues import queue_for
-
-        self.publisher.send_task(
-            command.task_name,
-            kwargs=command.to_kwargs(),
-            queue=queue_for(command.task_name),
-            retry=False,
-            ignore_result=True,
-        )
+        self.publisher.publish(command)
 
     def admin_command(self, kind: str, **fields: Any) -> Any:
         from core import commands as c

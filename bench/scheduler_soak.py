@@ -527,7 +527,7 @@ class Trickle:
         from tests.support.sandbox_api import SandboxAPI
 
         self.api = SandboxAPI(sandbox_url)
-        self.publisher = CommandQueue(broker_url).celery
+        self.publisher = CommandQueue(broker_url)
         self.rate, self.create_every = args.rate, args.create_every
         self.names = dict(residents + staff)
         self.free = {"resident": [u for u, _ in residents], "staff": [u for u, _ in staff]}
@@ -631,14 +631,7 @@ class Trickle:
             seen = max([seen] + [m["seq"] for m in self.api.messages(actor, after=seen)])
             command = self._command(kind, actor, request_id, key)
             t0 = time.monotonic()
-            # As bot/enqueue.py's CommandQueue publishes a command.
-            self.publisher.send_task(
-                command.task_name,
-                kwargs=command.to_kwargs(),
-                queue=_queue_for(command.task_name),
-                retry=False,
-                ignore_result=True,
-            )
+            self.publisher.publish(command)
             while latency is None and not self.abandoned.is_set():
                 left = t0 + REPLY_TIMEOUT_S - time.monotonic()
                 if left <= 0:
@@ -658,12 +651,6 @@ class Trickle:
             with self.lock:
                 self.samples.append(Sample(kind, latency))
                 self.free[role].append(actor)
-
-
-def _queue_for(task_name: str) -> str:
-    from core.queues import queue_for
-
-    return queue_for(task_name)
 
 
 def percentile(values: list[float], q: float) -> float:

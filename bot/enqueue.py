@@ -90,7 +90,8 @@ class CommandQueue:
         self.give_up_after_s = give_up_after_s
         self.max_backoff_s = max_backoff_s
 
-    def _publish(self, command: Command) -> None:
+    def publish(self, command: Command) -> None:
+        """One attempt, blocking (`send` retries it; benchmarks publish with it directly)."""
         # retry=False: kombu's own retry would block silently; we retry with a log line.
         self.celery.send_task(
             command.task_name,
@@ -114,7 +115,7 @@ class CommandQueue:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await asyncio.to_thread(self._publish, command)
+                    await asyncio.to_thread(self.publish, command)
         except Exception as error:
             raise BrokerUnavailable(str(error)) from error
         metrics().enqueue_seconds.observe(time.perf_counter() - started)

@@ -69,101 +69,65 @@ class Metrics:
                 found = self._made[name] = make()
             return cast(M, found)
 
-    @property
-    def updates(self) -> Counter:
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return self._once(name, lambda: Counter(name, doc, labels, registry=self._r))
+
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
         return self._once(
-            "updates",
-            lambda: Counter(
-                "zavhoz_bot_updates",
-                "Updates the bot received, by type",
-                ["type"],
-                registry=self._r,
-            ),
+            name, lambda: Histogram(name, doc, labels, buckets=buckets, registry=self._r)
         )
 
     @property
+    def updates(self) -> Counter:
+        return self._counter("zavhoz_bot_updates", "Updates the bot received, by type", "type")
+
+    @property
     def enqueue_seconds(self) -> Histogram:
-        return self._once(
-            "enqueue_seconds",
-            lambda: Histogram(
-                "zavhoz_bot_enqueue_seconds",
-                "Time to put one command on the broker, retries included",
-                buckets=_FAST,
-                registry=self._r,
-            ),
+        return self._histogram(
+            "zavhoz_bot_enqueue_seconds",
+            "Time to put one command on the broker, retries included",
+            _FAST,
         )
 
     @property
     def broker_retries(self) -> Counter:
-        return self._once(
-            "broker_retries",
-            lambda: Counter(
-                "zavhoz_bot_broker_retries",
-                "Enqueues retried because the broker was unreachable",
-                registry=self._r,
-            ),
+        return self._counter(
+            "zavhoz_bot_broker_retries", "Enqueues retried because the broker was unreachable"
         )
 
     @property
     def tasks(self) -> Counter:
-        return self._once(
-            "tasks",
-            lambda: Counter(
-                "zavhoz_tasks",
-                "Tasks run, by name and outcome",
-                ["task", "outcome"],
-                registry=self._r,
-            ),
-        )
+        return self._counter("zavhoz_tasks", "Tasks run, by name and outcome", "task", "outcome")
 
     @property
     def task_seconds(self) -> Histogram:
-        return self._once(
-            "task_seconds",
-            lambda: Histogram(
-                "zavhoz_task_duration_seconds",
-                "Task run time",
-                ["task"],
-                buckets=_SLOW,
-                registry=self._r,
-            ),
-        )
+        return self._histogram("zavhoz_task_duration_seconds", "Task run time", _SLOW, "task")
 
     @property
     def command_latency(self) -> Histogram:
-        return self._once(
-            "command_latency",
-            lambda: Histogram(
-                "zavhoz_command_latency_seconds",
-                "From the bot's receipt of an update to Telegram accepting the reply",
-                ["command"],
-                buckets=_LATENCY,
-                registry=self._r,
-            ),
+        return self._histogram(
+            "zavhoz_command_latency_seconds",
+            "From the bot's receipt of an update to Telegram accepting the reply",
+            _LATENCY,
+            "command",
         )
 
     @property
     def sends(self) -> Counter:
-        return self._once(
-            "sends",
-            lambda: Counter(
-                "zavhoz_outbox_sends",
-                "Sends to Telegram by outcome (sent, 429, 403, 400, 5xx, network)",
-                ["outcome"],
-                registry=self._r,
-            ),
+        return self._counter(
+            "zavhoz_outbox_sends",
+            "Sends to Telegram by outcome (sent, 429, 403, 400, 5xx, network)",
+            "outcome",
         )
 
     @property
     def limiter_wait(self) -> Histogram:
-        return self._once(
-            "limiter_wait",
-            lambda: Histogram(
-                "zavhoz_limiter_wait_seconds",
-                "Time a send waited for a slot of the shared rate limiter",
-                buckets=(0.001, *_FAST),
-                registry=self._r,
-            ),
+        return self._histogram(
+            "zavhoz_limiter_wait_seconds",
+            "Time a send waited for a slot of the shared rate limiter",
+            (0.001, *_FAST),
         )
 
 

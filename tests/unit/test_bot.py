@@ -96,7 +96,7 @@ async def test_polling_mode_retries_until_the_broker_is_back() -> None:
     class Flaky(CommandQueue):
         calls = 0
 
-        def _publish(self, command: object) -> None:
+        def publish(self, command: object) -> None:
             Flaky.calls += 1
             if Flaky.calls < 4:
                 raise ConnectionError("broker down")
