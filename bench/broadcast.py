@@ -286,12 +286,16 @@ def set_parallelism(parallelism: int) -> None:
 
 
 def outbox_left(broadcast_id: int) -> tuple[int, dict[str, int]]:
+    from db.models import Broadcast
     from db.session import session_scope
     from workers.broadcasts.engine import counts as outbox_counts
 
     with session_scope() as session:
         counts = outbox_counts(session, broadcast_id)
-    return sum(n for state, n in counts.items() if state not in FINAL), counts
+        broadcast = session.get(Broadcast, broadcast_id)
+        # The fan-out (a notifications task after Confirm) has not written the rows yet.
+        waiting = 1 if broadcast is not None and broadcast.fanned_out_at is None else 0
+    return waiting + sum(n for state, n in counts.items() if state not in FINAL), counts
 
 
 def warm_up(workers: int, run: str, timeout: float = 60.0) -> None:

@@ -266,6 +266,9 @@ class Broadcast(Base):
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Set by each drain slice: a broadcast left "sending" without one is restarted by the relay.
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When its outbox rows were written (the notifications.fan_out task, after Confirm): until
+    # then "no rows left" does not mean done.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class ProcessedCommand(Base):

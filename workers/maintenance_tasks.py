@@ -31,7 +31,7 @@ def _relay() -> dict[str, int]:
         ids = outbox.due_ids(session, limit=RELAY_BATCH)
         restart = engine.claim_stalled(session)
         resume = erasure.stalled(session)
-    send_signatures(sig for b in restart for sig in engine.drain_signatures(b))
+    send_signatures(engine.fan_out_signature(b) for b in restart)
     send_signatures(erasure.scrub_signature(audit_id) for audit_id in resume)
     counts = outbox.deliver(ids, budget_s=RELAY_BUDGET_S).counts
     if restart:

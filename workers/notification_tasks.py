@@ -25,6 +25,13 @@ def deliver(ids: list[int]) -> dict[str, int]:
     return report.counts
 
 
+@app.task(name=engine.FAN_OUT_TASK, base=CappedTask)
+def fan_out(broadcast_id: int) -> None:
+    """A confirmed broadcast's rows, then its drains and progress."""
+    if engine.fan_out_once(broadcast_id):
+        send_signatures(engine.drain_signatures(broadcast_id))
+
+
 @app.task(name="notifications.drain", base=CappedTask)
 def drain(broadcast_id: int) -> int:
     """One slice of draining a broadcast, then a successor (at once, or when rows are due)."""

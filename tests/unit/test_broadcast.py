@@ -116,15 +116,53 @@ def test_fan_out_is_one_insert_per_batch(
         if statement.startswith("INSERT INTO outbox"):
             inserts.append(statement)
 
-    monkeypatch.setattr(engine, "drain_signatures", lambda broadcast_id: [])
+    _confirm_without_worker(monkeypatch, bid)
     event.listen(db, "before_cursor_execute", count)
     try:
-        run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+        assert engine.fan_out_once(bid)  # as the notifications.fan_out task runs it
     finally:
         event.remove(db, "before_cursor_execute", count)
     with Session(db) as s:
         assert s.scalar(select(func.count()).where(Outbox.batch_id == bid)) == 2500
     assert len(inserts) == 3  # 1000 + 1000 + 500 rows, not 2500 statements
+
+
+def _confirm_without_worker(monkeypatch: pytest.MonkeyPatch, broadcast_id: int) -> None:
+    """The admin's Confirm, its follow-up (the fan-out task) left for the test to run."""
+    from workers.broadcasts import engine
+
+    monkeypatch.setattr(engine, "fan_out_signature", lambda broadcast_id: None)
+    run(c.ConfirmBroadcast, ADMIN, broadcast_id=broadcast_id)
+    from db.session import session_scope
+
+    with session_scope() as s:  # nothing written by the command itself
+        assert s.scalar(select(func.count()).where(Outbox.batch_id == broadcast_id)) == 0
+
+
+def test_the_fan_out_runs_once_and_not_after_a_cancel(
+    db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redelivered fan-out (or the relay restarting it) writes nothing twice; a broadcast
+    cancelled before its fan-out ran gets none."""
+    from workers.broadcasts import engine
+
+    bid = start()
+    _confirm_without_worker(monkeypatch, bid)
+    # A progress report before the rows exist (a chain of an earlier run) does not end it.
+    assert engine.report_progress(bid)[0] is True
+    with Session(db) as s:
+        assert s.scalars(select(Broadcast.state).where(Broadcast.id == bid)).one() == "sending"
+    assert engine.fan_out_once(bid) and engine.fan_out_once(bid)
+    with Session(db) as s:
+        assert s.scalar(select(func.count()).where(Outbox.batch_id == bid)) == len(people)
+        broadcast = s.get(Broadcast, bid)
+        assert broadcast is not None and broadcast.total == len(people)
+    other = start()
+    _confirm_without_worker(monkeypatch, other)
+    run(c.CancelBroadcast, ADMIN, broadcast_id=other)
+    assert not engine.fan_out_once(other)
+    with Session(db) as s:
+        assert s.scalar(select(func.count()).where(Outbox.batch_id == other)) == 0
 
 
 @pytest.mark.usefixtures("inproc_worker")
@@ -177,9 +215,9 @@ def test_paid_broadcast_marks_its_messages(
 
     monkeypatch.setenv("PAID_BROADCAST", "true")
     get_settings.cache_clear()
-    monkeypatch.setattr(engine, "drain_signatures", lambda broadcast_id: [])
     bid = start()
-    run(c.ConfirmBroadcast, ADMIN, broadcast_id=bid)
+    _confirm_without_worker(monkeypatch, bid)
+    engine.fan_out_once(bid)
     with Session(db) as s:
         payloads = s.scalars(select(Outbox.payload).where(Outbox.batch_id == bid)).all()
     assert payloads and all(p["allow_paid_broadcast"] is True for p in payloads)

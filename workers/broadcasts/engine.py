@@ -26,6 +26,7 @@ from workers.kit import button, inline
 from workers.outbox import Replies
 
 INSERT_BATCH = 1000
+FAN_OUT_TASK = "notifications.fan_out"
 # A drain task sends for at most this long, then hands over to a fresh task at the back of the
 # queue: other notifications (progress, retries) get a worker between slices even when every
 # worker is draining, and a killed worker loses little.
@@ -98,6 +99,30 @@ def fan_out(session: Session, broadcast: Broadcast) -> int:
     return total
 
 
+def fan_out_signature(broadcast_id: int) -> Signature:
+    """The fan-out of a confirmed broadcast, on the notifications queue: a big audience takes
+    seconds to write, which the interactive pool, where the admin's Confirm runs, must not wait."""
+    return signature(FAN_OUT_TASK, args=(broadcast_id,))
+
+
+def fan_out_once(broadcast_id: int) -> bool:
+    """Write a sending broadcast's rows, unless they are written already (a redelivered task,
+    the relay restarting a stalled broadcast); returns whether its drains should start. One
+    transaction with the broadcast locked."""
+    with session_scope() as session:
+        broadcast = session.scalars(
+            select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
+        ).one_or_none()
+        if broadcast is None or broadcast.state != BroadcastState.SENDING:
+            return False  # cancelled meanwhile, or gone
+        if broadcast.fanned_out_at is None:
+            # Recounted: who is reachable now, not at the preview.
+            broadcast.total = fan_out(session, broadcast)
+            broadcast.fanned_out_at = clock.now()
+        broadcast.heartbeat_at = clock.now()
+        return True
+
+
 def drain_signatures(broadcast_id: int) -> list[Signature]:
     """The parallel drains of a broadcast and its progress reporter, to start after commit."""
     drains = [
@@ -108,8 +133,9 @@ def drain_signatures(broadcast_id: int) -> list[Signature]:
 
 
 def claim_stalled(session: Session) -> list[int]:
-    """Broadcasts still sending whose drains went silent (their worker died): claimed (SKIP
-    LOCKED, heartbeat set) so that one relay restarts each."""
+    """Broadcasts still sending whose drains went silent (their worker died), or whose fan-out
+    never ran (its task lost): claimed (SKIP LOCKED, heartbeat set) so that one relay restarts
+    each, by its fan-out (which writes the rows if need be, then starts the drains)."""
     now = clock.now()
     stalled = list(
         session.scalars(
@@ -178,8 +204,9 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
         sent = by_state.get(OutboxState.SENT, 0)
         failed = by_state.get(OutboxState.FAILED, 0) + by_state.get(OutboxState.DEAD, 0)
         remaining = by_state.get(OutboxState.PENDING, 0) + by_state.get(OutboxState.SENDING, 0)
-        going = broadcast.state == BroadcastState.SENDING and remaining > 0
-        if broadcast.state == BroadcastState.SENDING and remaining == 0:
+        written = broadcast.fanned_out_at is not None
+        going = broadcast.state == BroadcastState.SENDING and (remaining > 0 or not written)
+        if broadcast.state == BroadcastState.SENDING and remaining == 0 and written:
             broadcast.state, broadcast.finished_at = BroadcastState.DONE, clock.now()
         if broadcast.state == BroadcastState.CANCELLED:
             return False, []  # the cancel command answered with the final numbers

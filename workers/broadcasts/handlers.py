@@ -83,10 +83,10 @@ def confirm_broadcast(session: Session, command: c.ConfirmBroadcast, replies: Re
     if broadcast.state != BroadcastState.DRAFT:
         ctx.reply("bc.not_draft", id=broadcast.id)
         return
-    broadcast.state = BroadcastState.SENDING
-    # Recounted: who is reachable now, not at the preview.
-    broadcast.total = engine.fan_out(session, broadcast)
-    replies.after_commit.extend(engine.drain_signatures(broadcast.id))
+    # The rows are written by a notifications task; until then the relay takes the broadcast
+    # for stalled only after the heartbeat's silence (engine.DRAIN_SILENCE), and restarts it.
+    broadcast.state, broadcast.heartbeat_at = BroadcastState.SENDING, clock.now()
+    replies.after_commit.append(engine.fan_out_signature(broadcast.id))
 
 
 def cancel_broadcast(session: Session, command: c.CancelBroadcast, replies: Replies) -> None:
