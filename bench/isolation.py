@@ -80,7 +80,7 @@ from bench.broadcast import Sandbox, flush_redis
 from bench.embedded import CLK, _stat
 from bench.maintenance import copy_database, exists
 from bench.reports import DEFAULT_URL as BASE_URL
-from bench.reports import conninfo, database_name, prepare, read_marker, render_table
+from bench.reports import conninfo, database_name, prepare, read_marker, render_table, write_marker
 from bench.scheduler_soak import NOT_INHERITED, Proc, _ppids, admin_execute, percentile, tree
 
 RUN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/zavhoz_bench_isolation"
@@ -200,6 +200,7 @@ def prepare_database(args: argparse.Namespace) -> str:
     if not copy_database(args.base_url, url, tries=10):
         raise SystemExit(f"{database_name(args.base_url)} is busy (someone is connected)")
     migrate.upgrade(url)
+    write_marker(url, marker)  # CREATE DATABASE ... TEMPLATE does not copy the comment: --reuse
     return (
         f"{database_name(url)}: a copy of {database_name(args.base_url)} ({marker['counts']}, "
         f"anchor {marker['anchor']}) in {time.monotonic() - t0:.1f} s"
