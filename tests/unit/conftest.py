@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +29,14 @@ def sandbox(sandbox_server: SandboxThread, monkeypatch: pytest.MonkeyPatch) -> S
     api.reset()
     monkeypatch.setenv("TELEGRAM_API_URL", sandbox_server.url)
     # The in-process worker may have read settings since the test began (a task left by an
-    # earlier test): read them again, with this sandbox.
-    get_settings.cache_clear()
+    # earlier test): read them again, with this sandbox. A read that began before setenv may
+    # still store its stale result after a clear (lru_cache stores when it returns): clear until
+    # what is cached names this sandbox.
+    for _ in range(100):
+        get_settings.cache_clear()
+        if get_settings().telegram_api_url is not None:
+            break
+        time.sleep(0.01)
     return api
 
 
