@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Task
+from redis.exceptions import RedisError
 
 from core.logging import get_logger
 from core.settings import get_settings
@@ -27,7 +28,8 @@ def _redis() -> Any:
         return None
     import redis
 
-    return redis.Redis.from_url(url)
+    # Timeouts: a Redis that hangs must not hold every task at its start.
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
 
 
 def count_delivery(key: str) -> int:
@@ -48,7 +50,15 @@ class CappedTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.id and not request.is_eager:
-            deliveries = count_delivery(f"{request.id}:{request.retries}")
+            try:
+                deliveries = count_delivery(f"{request.id}:{request.retries}")
+            except RedisError as error:
+                # Redis is down while the broker is not (RabbitMQ, or another Redis): the count
+                # guards against poison messages; it is no reason to drop this one (an
+                # exception here would fail and ack it). The task runs uncounted, and retries
+                # through the outage like any other when it needs Redis itself.
+                log.warning("task.delivery_uncounted", error=type(error).__name__)
+                deliveries = 0
             cap = get_settings().max_redeliveries
             if deliveries > cap + 1:
                 log.error("task.poison_message_dropped", deliveries=deliveries, cap=cap)

@@ -1,7 +1,8 @@
 """An erasure whose worker loses PostgreSQL in the middle of its steps: what the steps committed
 stays done, the task retries through the outage, and once the database is back the erasure
 finishes, the user is told once, and nothing of them is left. A real worker process, PostgreSQL
-behind a TcpProxy cut for that worker only, Redis, the sandbox over HTTP."""
+behind a TcpProxy cut for that worker only, Redis, the sandbox over HTTP. And one cut off from
+Redis (not the broker) at step one."""
 
 from __future__ import annotations
 
@@ -169,3 +170,51 @@ def test_an_erasure_whose_worker_is_killed_mid_way_is_finished_by_another(
     assert done is not None and done.pending is None
     assert done.counts["requests"] == REQUESTS and done.counts["comments"] == REQUESTS
     assert scan_database(engine, NEEDLES, ZQ) == []
+
+
+@pytest.mark.timeout(300)
+def test_an_erasure_cut_off_from_redis_at_step_one_runs_once_it_is_back(
+    procs: Processes,
+    live_sandbox: SandboxAPI,
+    redis_url: str,
+    engine: Engine,
+) -> None:
+    """Step one deletes the user's dialog keys in Redis inside the command's transaction: with
+    Redis gone (the broker is not: BROKER_URL stays direct) nothing of it commits, the command
+    is retried, and once Redis is back the erasure runs whole, keys included."""
+    import redis
+
+    _seed(engine)
+    live_sandbox._call("POST", "/sandbox/users", {"id": ZQ})
+    keys = [f"fsm:{ZQ}:{ZQ}:default:state", f"fsm:{ZQ}:{ZQ}:default:data"]
+    other = "fsm:2001:2001:default:state"
+    store = redis.Redis.from_url(redis_url)
+    for key in (*keys, other):
+        store.set(key, "purple-wombat")
+    proxy: TcpProxy = proxy_for(redis_url)
+    try:
+        worker = procs.worker(
+            "w1", "-Q", "privacy,notifications", "-c", "1", REDIS_URL=via_proxy(redis_url, proxy)
+        )
+        proxy.pause()
+        command = EraseMe(idempotency_key="tg-update:3", actor=Actor(user_id=ZQ, chat_id=ZQ))
+        producer = Celery("test-producer", broker=redis_url, set_as_current=False)
+        producer.send_task(command.task_name, kwargs=command.to_kwargs(), queue="privacy")
+        time.sleep(8)
+        assert _audit(engine) is None  # nothing of step one committed
+        with Session(engine) as s:
+            assert s.scalars(select(User).where(User.telegram_id == ZQ)).one_or_none()
+        assert all(store.exists(key) for key in keys)
+        proxy.resume()
+
+        _until("the erasure finished", lambda: _finished(engine), timeout=180, every=0.5)
+        _assert_told_once(live_sandbox)
+        assert not any(store.exists(key) for key in keys) and store.exists(other)
+        assert scan_database(engine, NEEDLES, ZQ) == []
+        # Run uncounted (the redelivery count lives in Redis), retried through the outage.
+        log = worker.log()
+        assert "task.delivery_uncounted" in log and log.count('"command.retry"') >= 2
+    finally:
+        store.close()
+        procs.stop_all()
+        proxy.close()
