@@ -8,9 +8,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.domain import in_area
-from core.roles import Role
 from db.models import Area, AreaStaff, User
-from db.requests import staff_members
+from db.requests import is_staff, staff_members
 
 
 def all_areas(session: Session) -> Sequence[Area]:
@@ -26,7 +25,7 @@ def subscribers(session: Session) -> dict[int, int]:
     rows = session.execute(
         select(AreaStaff.area_id, func.count())
         .join(User, User.id == AreaStaff.user_id)
-        .where(User.role.in_([Role.STAFF.value, Role.ADMIN.value]), User.telegram_id.is_not(None))
+        .where(is_staff())
         .group_by(AreaStaff.area_id)
     )
     return {area_id: count for area_id, count in rows}
@@ -48,8 +47,7 @@ def staff_for_place(session: Session, location: str) -> Sequence[User]:
         covered = session.scalars(
             select(User)
             .where(
-                User.role.in_([Role.STAFF.value, Role.ADMIN.value]),
-                User.telegram_id.is_not(None),
+                is_staff(),
                 # Subscribers who blocked the bot would leave the request with nobody.
                 User.reachable.is_(True),
                 User.id.in_(select(AreaStaff.user_id).where(AreaStaff.area_id.in_(covering))),

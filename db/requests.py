@@ -68,12 +68,13 @@ def find_users(session: Session, target: str) -> Sequence[User]:
     ).all()
 
 
+def is_staff() -> ColumnElement[bool]:
+    """Staff or admins who still have an identity (erased users have none)."""
+    return and_(User.role.in_([Role.STAFF.value, Role.ADMIN.value]), User.telegram_id.is_not(None))
+
+
 def _staff() -> Select[User]:
-    return (
-        select(User)
-        .where(User.role.in_([Role.STAFF.value, Role.ADMIN.value]), User.telegram_id.is_not(None))
-        .order_by(User.id)
-    )
+    return select(User).where(is_staff()).order_by(User.id)
 
 
 def staff_members(session: Session) -> Sequence[User]:

@@ -227,7 +227,7 @@ async def comment_file(message: Message, envelope: Envelope, state: FSMContext) 
         files.append(attachment)
     await state.set_state(Ask.files)
     first_of_album = message.media_group_id is None or message.media_group_id != data.get("album")
-    await state.update_data(files=files, caption=caption, album=message.media_group_id)
+    await state.update_data(files=files, caption=caption, album=message.media_group_id, error=error)
     if error and (first_of_album or error != data.get("error")):
         await message.answer(error)
     elif first_of_album:
@@ -240,7 +240,6 @@ async def comment_file(message: Message, envelope: Envelope, state: FSMContext) 
                 ]
             ),
         )
-    await state.update_data(error=error)
 
 
 async def answer_prompt(message: Message, envelope: Envelope, state: FSMContext) -> None:

@@ -3,7 +3,6 @@ notifies the staff of the areas its place is in (db.areas.staff_for_place)."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from core import limits
@@ -34,13 +33,11 @@ def toggle_area(session: Session, command: ToggleArea, replies: Replies) -> None
     if area is None:
         ctx.reply("area.gone")
         return
-    mine = {"area_id": area.id, "user_id": ctx.actor.id}
-    if session.get(AreaStaff, (area.id, ctx.actor.id)) is None:
-        session.add(AreaStaff(**mine))
+    subscription = session.get(AreaStaff, (area.id, ctx.actor.id))
+    if subscription is None:
+        session.add(AreaStaff(area_id=area.id, user_id=ctx.actor.id))
     else:
-        session.execute(
-            delete(AreaStaff).where(AreaStaff.area_id == area.id, AreaStaff.user_id == ctx.actor.id)
-        )
+        session.delete(subscription)
     session.flush()
     _show(ctx, command.edit_message_id)
 
