@@ -159,15 +159,15 @@ class Comment(Base):
             sql_text("to_tsvector('simple'::regconfig, text)"),
             postgresql_using="gin",
         ),
+        # A user's comments in id order (an export streams them; migration 0016).
+        Index("ix_comments_author_id", "author_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(
         ForeignKey("requests.id", ondelete="CASCADE"), index=True
     )
-    author_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     text: Mapped[str] = mapped_column(Text)
     file_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
@@ -187,15 +187,15 @@ class RequestEvent(Base):
             postgresql_where=sql_text("note IS NOT NULL"),
             sqlite_where=sql_text("note IS NOT NULL"),
         ),
+        # A user's events in id order (an export streams them; migration 0016).
+        Index("ix_request_events_actor_id", "actor_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(
         ForeignKey("requests.id", ondelete="CASCADE"), index=True
     )
-    actor_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str | None] = mapped_column(String(16))
