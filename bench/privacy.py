@@ -969,6 +969,7 @@ def sample_locks(info: str, traffic: Traffic) -> None:
 def near_worker(pipe: Connection, url: str, targets: list[Who], interval: float, tag: str) -> None:
     """Spawned: the commands that touch the erased user's rows, under an application name of
     their own (pg_stat_activity tells them apart from the others' commands)."""
+    from core.heap import freeze_startup_heap
     from core.logging import configure_logging
     from db.session import configure_engine, make_engine
     from workers import command_runner, commands
@@ -977,6 +978,7 @@ def near_worker(pipe: Connection, url: str, targets: list[Who], interval: float,
     configure_logging("console", "ERROR")
     engine = make_engine(url, connect_args={"application_name": NEAR_APP})
     configure_engine(engine)
+    freeze_startup_heap()
     traffic = Traffic()
     pipe.send("ready")
     assert pipe.recv() == "go"
@@ -1199,12 +1201,14 @@ def erase_with_traffic(
     neighbour.start()
     assert near_ours.recv() == "ready"
 
+    from core.heap import freeze_startup_heap
     from db.session import configure_engine, dispose_engine, make_engine
     from workers import command_runner, commands
 
     del command_runner, commands  # imported before the clock starts
     engine = make_engine(url, connect_args={"application_name": CROWD_APP})
     configure_engine(engine)
+    freeze_startup_heap()  # as a worker does once started (core/heap.py)
     traffic = Traffic()
     threads = [
         threading.Thread(

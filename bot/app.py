@@ -27,6 +27,7 @@ from bot.pacing import SharedRateLimit
 from bot.quotas import TOO_FAST, Quotas, answer_too_fast
 from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
+from core.heap import freeze_startup_heap
 from core.logging import configure_logging, get_logger
 from core.menu import commands_for
 from core.metrics import setup as setup_metrics
@@ -147,6 +148,7 @@ async def run_polling(settings: Settings) -> None:
         await bot.delete_webhook(drop_pending_updates=False)
         await _set_commands(bot)
         log.info("bot.polling", api=settings.api_url)
+        freeze_startup_heap()
         mark_ready("bot")
         # Updates are handled one by one: the offset moves past an update only after its
         # command is in the broker, so a broker outage holds the updates at Telegram.
@@ -181,6 +183,7 @@ async def run_webhook(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
     await site.start()
     log.info("bot.webhook", path=path, port=settings.webhook_port)
+    freeze_startup_heap()
     try:
         await asyncio.Event().wait()
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery, Signature, signals
 from kombu import Queue
 
+from core.heap import freeze_startup_heap
 from core.logging import QUIET_ENV, configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
 from core.schedules import CRON_FIELDS, Cron, Interval
@@ -208,6 +209,7 @@ def _warm_reports(instance: Any, **_: Any) -> None:
 def _worker_ready(**_: Any) -> None:
     from core.readiness import mark_ready
 
+    freeze_startup_heap()  # a threads or solo pool: its tasks run in this process
     mark_ready("worker")
 
 
@@ -215,7 +217,15 @@ def _worker_ready(**_: Any) -> None:
 def _beat_ready(**_: Any) -> None:
     from core.readiness import mark_ready
 
+    freeze_startup_heap()
     mark_ready("beat")
+
+
+@signals.celeryd_after_setup.connect
+def _freeze_before_fork(**_: Any) -> None:
+    """After the imports and set-up above, before the pool forks (signals run in the order
+    they were connected)."""
+    freeze_startup_heap()
 
 
 @signals.worker_process_init.connect
@@ -225,6 +235,7 @@ def _after_fork(**_: Any) -> None:
 
     dispose_engine()
     warm_up()
+    freeze_startup_heap()
 
 
 @signals.worker_process_shutdown.connect
