@@ -26,6 +26,7 @@ from aiogram.exceptions import (
 )
 from celery import Signature, signature
 from celery.exceptions import SoftTimeLimitExceeded
+from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -390,6 +391,12 @@ def send_outcome(error: Exception, verdict: Verdict) -> str:
     return "5xx" if isinstance(error, TelegramServerError | ClientDecodeError) else "network"
 
 
+def _give_back(row: Outbox, due: datetime) -> None:
+    """A claimed row back to pending, unsent, its claim not counted as an attempt."""
+    values = {"state": OutboxState.PENDING, "next_attempt_at": due}
+    _record(row, {**values, "attempts": max(0, row.attempts - 1)}, None)
+
+
 def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     """Send a claimed row and record the outcome; returns it and, to retry, when."""
     bound = log.bind(outbox_id=row.id, method=row.method, chat_id=row.chat_id)
@@ -397,19 +404,17 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
     lease_left = (as_utc(row.next_attempt_at) - now()).total_seconds() - _SEND_TIMEOUT_S
     # A slot under the global limits every worker shares, or the row goes back unsent.
     waited = time.perf_counter()
-    got = limiter.acquire(row.chat_id, timeout=max(0.0, min(MAX_LIMITER_WAIT_S, lease_left)))
+    try:
+        got = limiter.acquire(row.chat_id, timeout=max(0.0, min(MAX_LIMITER_WAIT_S, lease_left)))
+    except RedisError:
+        # The limiter is out of reach: the row goes back unsent and due (not left claimed
+        # until its lease runs out, minutes after Redis is back); the task retries the outage.
+        _give_back(row, now())
+        raise
     metrics().limiter_wait.observe(time.perf_counter() - waited)
     if not got:
         later = now() + timedelta(seconds=max(limiter.paused_for(), 1.0))
-        _record(
-            row,
-            {
-                "state": OutboxState.PENDING,
-                "next_attempt_at": later,
-                "attempts": max(0, row.attempts - 1),
-            },
-            None,
-        )
+        _give_back(row, later)
         bound.debug("outbox.limiter_busy", retry_at=later.isoformat())
         return "retry", later
     result: object = None

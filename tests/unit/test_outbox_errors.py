@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -141,3 +142,26 @@ def test_a_send_cut_by_the_soft_time_limit_is_recorded_and_stops_the_task(
     cut_row, next_row = row(db, first), row(db, second)
     assert cut_row.state == "pending" and "SoftTimeLimitExceeded" in (cut_row.last_error or "")
     assert (next_row.state, next_row.attempts) == ("pending", 0)
+
+
+def test_a_limiter_out_of_reach_gives_the_row_back_due_and_the_task_retries(
+    chat: SandboxAPI, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis down at the limiter left the claimed row "sending" until its lease ran out: the
+    reply went out minutes after Redis was back. Now it is pending and due at once."""
+    from core.settings import get_settings
+
+    row_id = write()
+    # Nothing listens there: a real refused connection, not a mock.
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    with pytest.raises(RedisError):
+        outbox.deliver([row_id])
+    back = row(db, row_id)
+    assert (back.state, back.attempts) == ("pending", 0)
+    assert clock.as_utc(back.next_attempt_at) <= clock.now()
+    assert chat.messages(CHAT) == []
+    monkeypatch.delenv("REDIS_URL")
+    get_settings.cache_clear()
+    assert outbox.deliver([row_id]).counts == {"sent": 1}
+    assert [m["text"] for m in chat.messages(CHAT)] == ["hello"]
