@@ -20,6 +20,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from bot.pacing import courtesy
 from core import commands as c
 from core.limits import USER_QUOTA_PREFIX
 from core.logging import get_logger
@@ -102,9 +103,10 @@ async def answer_too_fast(event: ErrorEvent, bot: Bot) -> bool:
     wait = duration_text(error.wait_s, lang)
     text = t(f"too_fast.{error.kind}", lang, wait=wait)
     if callback is not None:
-        await callback.answer(text, show_alert=True)
+        await callback.answer(text, show_alert=True)  # not a message: no slot, always answered
     elif message is not None:
-        await bot.send_message(message.chat.id, text)
+        with courtesy():  # told once in a while, not once per refused message
+            await bot.send_message(message.chat.id, text)
     return True
 
 

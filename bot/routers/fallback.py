@@ -6,11 +6,13 @@ from aiogram import Router
 from aiogram.types import CallbackQuery, Message
 
 from bot.actors import language_of
+from bot.pacing import courtesy
 from core.texts import t
 
 
 async def unknown(message: Message) -> None:
-    await message.answer(t("unknown", language_of(message)))
+    with courtesy():  # a flood of chatter is not answered text by text
+        await message.answer(t("unknown", language_of(message)))
 
 
 async def unknown_button(callback: CallbackQuery) -> None:

@@ -11,7 +11,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage, SendPhoto
 
-from bot.pacing import SharedRateLimit
+from bot.pacing import SharedRateLimit, courtesy
 from core.ratelimit import RateLimits, RedisRateLimiter
 
 
@@ -74,3 +74,29 @@ async def test_the_bot_and_the_workers_share_one_budget() -> None:
         await call(middleware, SendMessage(chat_id=42, text="reply"))
     assert worker_side.try_acquire(42) > 0.5  # ...so a worker's notice to it waits its turn
     assert worker_side.try_acquire(43) == 0  # another chat is free
+
+
+async def test_a_courtesy_reply_goes_only_when_its_chat_has_a_free_slot() -> None:
+    """The bot handles updates one by one: a reply waiting for its chat held everybody up (30
+    unknown texts from one user: others waited 27 s). Courtesy replies never wait."""
+    limiter = Recorder(waits=[0.0, 0.9, 0.9])  # free, then the chat is at its pace
+    middleware = SharedRateLimit(limiter)  # type: ignore[arg-type]
+    sent: list[str] = []
+
+    async def make_request(bot: Bot, method: Any) -> Any:
+        sent.append(method.text)
+        return "ok"
+
+    for text in ("first", "second"):
+        with courtesy():
+            await middleware(make_request, Bot("1:x"), SendMessage(chat_id=5, text=text))  # type: ignore[arg-type]
+    assert sent == ["first"]  # the second was skipped at once, not sent after 0.9 s
+    # Outside the block a reply waits its turn, as before.
+    await middleware(make_request, Bot("1:x"), SendMessage(chat_id=5, text="dialog"))  # type: ignore[arg-type]
+    assert sent == ["first", "dialog"]  # after waiting 0.9 s for its slot
+
+
+async def test_a_courtesy_reply_goes_when_the_limiter_is_unreachable() -> None:
+    middleware = SharedRateLimit(Recorder(broken=True))  # type: ignore[arg-type]
+    with courtesy():
+        assert await call(middleware, SendMessage(chat_id=5, text="x")) == "ok"
