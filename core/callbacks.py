@@ -53,7 +53,11 @@ class ListKind(StrEnum):
 
 class ListCb(CallbackData, prefix="ls"):
     """A page of a list; for the queue optional status, priority, place and "only" filters
-    (every page button carries them all, so every page lists what the first one did)."""
+    (every page button carries them all, so every page lists what the first one did).
+
+    `edge` names the page by a row of the page shown: the id of its last row, for the rows
+    after it (▶), or minus the id of its first, for those before it (◀); none, the first
+    page. One signed number: every byte counts here. `page` only numbers the page shown."""
 
     kind: ListKind
     page: int = Field(ge=0, lt=PAGE_LIMIT)
@@ -61,14 +65,15 @@ class ListCb(CallbackData, prefix="ls"):
     loc: str = ""
     pri: str = ""
     only: str = ""
+    edge: int | None = Field(default=None, gt=-DB_ID_LIMIT, lt=DB_ID_LIMIT)
 
     @classmethod
     def unpack(cls, value: str) -> ListCb:
-        # Buttons drawn before the priority and "only" filters existed (still in people's
-        # chats after a deploy) have two parts fewer: they mean no such filter.
-        older = len(cls.model_fields) - 2
-        if value.count(cls.__separator__) == older:
-            value += cls.__separator__ * 2
+        # Buttons still in people's chats from before the edge (one part fewer), or from
+        # before the priority and "only" filters too (three fewer): empty parts, the defaults.
+        missing = len(cls.model_fields) - value.count(cls.__separator__)
+        if missing in (1, 3):
+            value += cls.__separator__ * missing
         return super().unpack(value)
 
 

@@ -62,6 +62,8 @@ Cleaned = Annotated[str, BeforeValidator(_cleaned)]
 _Visible = BeforeValidator(_normalized)
 TelegramUserId = Annotated[int, Field(gt=0, lt=TELEGRAM_ID_LIMIT)]
 Page = Annotated[int, Field(ge=0, lt=PAGE_LIMIT)]
+# Which page of a list, by a row of the page shown (core.callbacks.ListCb.edge).
+Edge = Annotated[int, Field(gt=-DB_ID_LIMIT, lt=DB_ID_LIMIT)] | None
 RequestId = Annotated[int, Field(gt=0, lt=DB_ID_LIMIT)]
 
 
@@ -152,6 +154,7 @@ class ShowMyRequests(Command):
     task_name = "commands.show_my_requests"
     kind: Literal["show_my_requests"] = "show_my_requests"
     page: Page = 0
+    edge: Edge = None
     edit_message_id: int | None = None  # a page button edits the list in place
 
 
@@ -161,6 +164,7 @@ class ShowMine(Command):
     task_name = "commands.show_mine"
     kind: Literal["show_mine"] = "show_mine"
     page: Page = 0
+    edge: Edge = None
     edit_message_id: int | None = None
 
 
@@ -168,6 +172,7 @@ class ShowQueue(Command):
     task_name = "commands.show_queue"
     kind: Literal["show_queue"] = "show_queue"
     page: Page = 0
+    edge: Edge = None
     status: Status | None = None
     location: LocationFilter = None
     priority: Priority | None = None
@@ -189,6 +194,7 @@ class FindRequests(Command):
     kind: Literal["find_requests"] = "find_requests"
     query: SearchQuery
     page: Page = 0
+    edge: Edge = None
     edit_message_id: int | None = None
 
 
@@ -260,6 +266,7 @@ class ListStaff(Command):
     task_name = "commands.list_staff"
     kind: Literal["list_staff"] = "list_staff"
     page: Page = 0
+    edge: Edge = None
     edit_message_id: int | None = None
 
 

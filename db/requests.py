@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Select,
+    SQLColumnExpression,
     and_,
     case,
     exists,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     union,
 )
 from sqlalchemy.orm import Session, aliased
@@ -95,37 +97,81 @@ def lock_request(session: Session, request_id: int) -> Request | None:
 
 
 @dataclass(frozen=True)
+class Order:
+    """A list's order: sort keys that all go one way, the last the row's id (unique, so the
+    order is total). A key running against the others is written negated (-rank): then one
+    row-value comparison with a row's keys finds the rows after it, or before it."""
+
+    keys: tuple[SQLColumnExpression[Any], ...]
+    descending: bool = False
+
+    def sort(self, query: Select[T], *, reverse: bool = False) -> Select[T]:
+        descending = self.descending != reverse
+        return query.order_by(*(k.desc() if descending else k.asc() for k in self.keys))
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
     rows: Sequence[T]
     total: int
-    number: int  # 0-based: the page actually shown
+    number: int  # 0-based, for display only: what the page buttons said it would be
     pages: int
+    has_prev: bool
+    has_next: bool
 
 
-def page_of(session: Session, query: Select[T], page: int, size: int) -> Page[T]:
-    """One page of `query`, counted with the very same query. `page` is clamped into range: a
-    list shrinks between presses, and a forged page must not become a huge OFFSET."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+def page_of(
+    session: Session, query: Select[T], order: Order, page: int, size: int, edge: int | None
+) -> Page[T]:
+    """One page of `query` in `order`: the first (no `edge`), or the `size` rows after the row
+    whose id is `edge` (▶) or before row -`edge` (◀), found by their keys, never an OFFSET.
+    Counted with the very same query; `page` only numbers it, clamped into range. The boundary
+    row gone (or forged), or ◀ reaching the start: the first page."""
+    query = query.order_by(None)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     pages = max(1, -(-total // size))
-    number = min(max(page, 0), pages - 1)
-    rows = session.scalars(query.offset(number * size).limit(size)).all()
-    return Page(rows, total, number, pages)
+    if edge and valid_id(abs(edge)):
+        back = edge < 0
+        rows = _beside(session, query, order, abs(edge), back=back, limit=size + 1)
+        if rows and not (back and len(rows) <= size):
+            more, rows = len(rows) > size, rows[:size]
+            number = min(max(page, 0), pages - 1)
+            if back:
+                return Page(rows[::-1], total, number, pages, has_prev=more, has_next=True)
+            return Page(rows, total, number, pages, has_prev=True, has_next=more)
+    # size + 1 rows: whether there is a next page, whatever the count said.
+    rows = session.scalars(order.sort(query).limit(size + 1)).all()
+    return Page(rows[:size], total, 0, pages, has_prev=False, has_next=len(rows) > size)
 
 
-def my_requests(session: Session, author_id: int, page: int, size: int) -> Page[Request]:
-    query = select(Request).where(Request.author_id == author_id).order_by(Request.id.desc())
-    return page_of(session, query, page, size)
+def _beside(
+    session: Session, query: Select[T], order: Order, edge: int, *, back: bool, limit: int
+) -> Sequence[T]:
+    """Up to `limit` rows next to row `edge`, nearest first: after it, or before it (`back`).
+    Its keys are read within the same statement: a row gone has none, and nothing is found."""
+    boundary = select(*order.keys).where(order.keys[-1] == edge).correlate(None)
+    keys, their = tuple_(*order.keys), boundary.scalar_subquery()
+    beyond = keys > their if order.descending == back else keys < their
+    return session.scalars(order.sort(query.where(beyond), reverse=back).limit(limit)).all()
 
 
-def assigned_to(session: Session, user_id: int, page: int, size: int) -> Page[Request]:
+_NEWEST_FIRST = Order((Request.id,), descending=True)
+
+
+def my_requests(
+    session: Session, author_id: int, page: int, size: int, *, edge: int | None = None
+) -> Page[Request]:
+    query = select(Request).where(Request.author_id == author_id)
+    return page_of(session, query, _NEWEST_FIRST, page, size, edge)
+
+
+def assigned_to(
+    session: Session, user_id: int, page: int, size: int, *, edge: int | None = None
+) -> Page[Request]:
     """Requests assigned to `user_id`: open ones first, then the rest; newest first in each."""
-    still_open = case((Request.status.in_([s.value for s in OPEN_STATUSES]), 0), else_=1)
-    query = (
-        select(Request)
-        .where(Request.assignee_id == user_id)
-        .order_by(still_open, Request.id.desc())
-    )
-    return page_of(session, query, page, size)
+    is_open = case((Request.status.in_([s.value for s in OPEN_STATUSES]), 1), else_=0)
+    query = select(Request).where(Request.assignee_id == user_id)
+    return page_of(session, query, Order((is_open, Request.id), descending=True), page, size, edge)
 
 
 # --- SLA: the time within which an open request should be done, per priority ----------------
@@ -152,9 +198,15 @@ def overdue_clause(
     session: Session, at: datetime, sla: Mapping[str, timedelta]
 ) -> ColumnElement[bool]:
     """Open requests past their priority's SLA at `at`."""
+    return and_(Request.status.in_([s.value for s in OPEN_STATUSES]), _past_sla(session, at, sla))
+
+
+def _past_sla(session: Session, at: datetime, sla: Mapping[str, timedelta]) -> ColumnElement[bool]:
+    """Requests whose priority's SLA has run out by `at`, whatever their status."""
     clock = sla_clock(session)
-    late = [and_(Request.priority == p, clock < at - span) for p, span in sla.items()]
-    return and_(Request.status.in_([s.value for s in OPEN_STATUSES]), or_(false(), *late))
+    return or_(
+        false(), *(and_(Request.priority == p, clock < at - span) for p, span in sla.items())
+    )
 
 
 def overdue_by(
@@ -185,6 +237,7 @@ def open_queue(
     priority: str | None = None,
     unassigned: bool = False,
     overdue: bool = False,
+    edge: int | None = None,
 ) -> Page[Request]:
     """Open requests: overdue first (given the time and the SLAs), then most urgent, then
     oldest; narrowed to a priority, to those nobody took, or to the overdue ones.
@@ -206,11 +259,12 @@ def open_queue(
         if at is None or not sla:
             raise ValueError("the overdue filter needs the time and the SLAs")
         query = query.where(overdue_clause(session, at, sla))
-    order: list[Any] = [_PRIORITY_RANK.desc(), Request.created_at, Request.id]
+    keys: tuple[SQLColumnExpression[Any], ...] = (-_PRIORITY_RANK, Request.created_at, Request.id)
     if at is not None and sla:
-        order.insert(0, case((overdue_clause(session, at, sla), 0), else_=1))
-    query = query.order_by(*order)
-    return page_of(session, query, page, size)
+        # Without the status (what is listed is open): a page's last request, closed since,
+        # keeps its place, and ▶ goes on after it.
+        keys = (case((_past_sla(session, at, sla), 0), else_=1), *keys)
+    return page_of(session, query, Order(keys), page, size, edge)
 
 
 # The expressions of the full-text indexes (migration 0010): the same text, or the planner
@@ -224,13 +278,16 @@ def _request_document() -> ColumnElement[Any]:
     return func.to_tsvector(_SIMPLE, text)
 
 
-def search_requests(session: Session, query: str, page: int, size: int) -> Page[Request]:
-    return page_of(session, search_query(session, query), page, size)
+def search_requests(
+    session: Session, query: str, page: int, size: int, *, edge: int | None = None
+) -> Page[Request]:
+    """Newest first."""
+    return page_of(session, search_query(session, query), _NEWEST_FIRST, page, size, edge)
 
 
 def search_query(session: Session, query: str) -> Select[Request]:
     """Requests whose title, description and place, or one of whose comments, hold every word
-    of `query`; newest first. PostgreSQL: full-text search over GIN indexes ('simple'
+    of `query`. PostgreSQL: full-text search over GIN indexes ('simple'
     configuration: whole words, any language); SQLite: LIKE, each word anywhere."""
     if session.get_bind().dialect.name == "postgresql":
         words = func.plainto_tsquery(_SIMPLE, query)
@@ -258,11 +315,11 @@ def search_query(session: Session, query: str) -> Select[Request]:
                 for word in query.split()
             ),
         )
-    return select(Request).where(where).order_by(Request.id.desc())
+    return select(Request).where(where)
 
 
-def staff_page(session: Session, page: int, size: int) -> Page[User]:
-    return page_of(session, _staff(), page, size)
+def staff_page(session: Session, page: int, size: int, *, edge: int | None = None) -> Page[User]:
+    return page_of(session, _staff(), Order((User.id,)), page, size, edge)
 
 
 def latest_role_changes(

@@ -94,15 +94,16 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
     if message is None:
         await callback.answer(t("stale", envelope.lang))
         return
-    page, edit = callback_data.page, message.message_id
+    at = {"page": callback_data.page, "edge": callback_data.edge}
+    edit = message.message_id
     if callback_data.kind is ListKind.MY:
-        await envelope.send(c.ShowMyRequests, page=page, edit_message_id=edit)
+        await envelope.send(c.ShowMyRequests, **at, edit_message_id=edit)
     elif callback_data.kind is ListKind.MINE:
-        await envelope.send(c.ShowMine, page=page, edit_message_id=edit)
+        await envelope.send(c.ShowMine, **at, edit_message_id=edit)
     elif callback_data.kind is ListKind.QUEUE and _known_filters(callback_data):
         await envelope.send(
             c.ShowQueue,
-            page=page,
+            **at,
             status=Status(callback_data.status) if callback_data.status else None,
             location=callback_data.loc or None,
             priority=Priority(callback_data.pri) if callback_data.pri else None,
@@ -110,11 +111,9 @@ async def list_page(callback: CallbackQuery, callback_data: ListCb, envelope: En
             edit_message_id=edit,
         )
     elif callback_data.kind is ListKind.FIND and callback_data.loc:
-        await envelope.send(
-            c.FindRequests, query=callback_data.loc, page=page, edit_message_id=edit
-        )
+        await envelope.send(c.FindRequests, query=callback_data.loc, **at, edit_message_id=edit)
     elif callback_data.kind is ListKind.STAFF:
-        await envelope.send(c.ListStaff, page=page, edit_message_id=edit)
+        await envelope.send(c.ListStaff, **at, edit_message_id=edit)
     else:
         await callback.answer(t("stale", envelope.lang))
         return

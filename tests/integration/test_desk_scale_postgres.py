@@ -1,6 +1,7 @@
 """The desk's lists at scale on PostgreSQL: with 200,000 requests on record (2% open) and
-20,000 users, the queries behind /queue (every filter), /my, /mine and a card are planned on
-indexes, never a scan of the whole requests table. The statements are the ones the code
+20,000 users, the queries behind /queue (every filter), /my, /mine, /find, /staff and a card
+are planned on indexes, never a scan of the whole requests table: each list's first page, and
+the pages after (▶) and before (◀) a row deep in it. The statements are the ones the code
 really runs, caught as they are executed, then EXPLAINed with their parameters."""
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def caught(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", catch)
 
 
-def plans(engine: Engine, run: Callable[[Session], object]) -> list[str]:
+def plans(engine: Engine, run: Callable[..., object], *args: Any) -> list[str]:
+    """The plans of the statements `run(session, *args)` executes."""
     with caught(engine) as statements, Session(engine) as session:
-        run(session)
+        run(session, *args)
     assert statements, "nothing ran"
     found = []
     with engine.connect() as conn:
@@ -91,21 +93,48 @@ SLA = Settings().sla_by_priority()
 AT = now() + timedelta(days=3)  # some open requests are overdue by then
 
 
+# A list: (session, page size, edge) -> one of its pages.
+List = Callable[[Session, int, int | None], q.Page[Any]]
+AUTHOR, ASSIGNEE = STAFF + 123, 7  # a resident with ~10 requests; a staff member with 4,000
+LISTS: dict[str, List] = {
+    "queue": lambda s, n, e: q.open_queue(s, None, None, 3, n, at=AT, sla=SLA, edge=e),
+    "queue new": lambda s, n, e: q.open_queue(s, Status.NEW, None, 3, n, at=AT, sla=SLA, edge=e),
+    "queue urgent": lambda s, n, e: q.open_queue(
+        s, None, None, 3, n, at=AT, sla=SLA, priority=Priority.URGENT.value, edge=e
+    ),
+    "queue unassigned": lambda s, n, e: q.open_queue(s, None, None, 3, n, unassigned=True, edge=e),
+    "queue overdue": lambda s, n, e: q.open_queue(
+        s, None, None, 3, n, at=AT, sla=SLA, overdue=True, edge=e
+    ),
+    "queue place": lambda s, n, e: q.open_queue(s, None, "room 42", 3, n, at=AT, sla=SLA, edge=e),
+    "my": lambda s, n, e: q.my_requests(s, AUTHOR, 3, n, edge=e),
+    "mine": lambda s, n, e: q.assigned_to(s, ASSIGNEE, 3, n, edge=e),
+    "find": lambda s, n, e: q.search_requests(s, "room 42", 3, n, edge=e),
+    "staff": lambda s, n, e: q.staff_page(s, 3, n, edge=e),
+}
+
+
+def _deep(engine: Engine, page: List) -> int | None:
+    """The id of a row three quarters down the list, if it has any."""
+    with Session(engine) as session:
+        rows = page(session, REQUESTS, None).rows
+        if not rows:
+            return None
+        edge = rows[len(rows) * 3 // 4].id
+        # Rows on both sides: the pages after and before it are found by it, not the first.
+        assert page(session, 5, edge).has_prev and page(session, 5, -edge).has_prev
+        return edge
+
+
 def test_desk_lists_are_planned_on_indexes(seeded: Engine) -> None:
-    author, staff = STAFF + 123, 7  # a resident with ~10 requests; a staff member with 4,000
-    runs: dict[str, Callable[[Session], object]] = {
-        "queue": lambda s: q.open_queue(s, None, None, 3, 5, at=AT, sla=SLA),
-        "queue new": lambda s: q.open_queue(s, Status.NEW, None, 0, 5, at=AT, sla=SLA),
-        "queue urgent": lambda s: q.open_queue(
-            s, None, None, 0, 5, at=AT, sla=SLA, priority=Priority.URGENT.value
-        ),
-        "queue unassigned": lambda s: q.open_queue(s, None, None, 0, 5, unassigned=True),
-        "queue overdue": lambda s: q.open_queue(s, None, None, 0, 5, at=AT, sla=SLA, overdue=True),
-        "queue place": lambda s: q.open_queue(s, None, "room 42", 0, 5, at=AT, sla=SLA),
-        "my": lambda s: q.my_requests(s, author, 0, 5),
-        "mine": lambda s: q.assigned_to(s, staff, 1, 5),
-        "card": lambda s: _card(s, 4200),
-    }
-    for name, run in runs.items():
-        for plan in plans(seeded, run):
-            assert "Seq Scan on requests" not in plan, f"{name}:\n{plan}"
+    for plan in plans(seeded, _card, 4200):
+        assert "Seq Scan on requests" not in plan, f"card:\n{plan}"
+    for name, page in LISTS.items():
+        # A list without rows ("queue urgent": none open) still plans its pages: the boundary's
+        # keys are read as it runs.
+        edge = _deep(seeded, page) or REQUESTS // 2
+        for at in (None, edge, -edge):
+            for plan in plans(seeded, page, 5, at):
+                where = f"{name}, edge {at}:\n{plan}"
+                assert "Index" in plan and "Seq Scan on requests" not in plan, where
+                assert "Seq Scan on users" not in plan, where

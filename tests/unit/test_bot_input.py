@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from bot.app import create_bot, create_dispatcher
 from core import commands as c
 from core import limits
-from core.callbacks import BroadcastCb, ListCb, RequestCb
+from core.callbacks import BroadcastCb, ListCb, ListKind, RequestCb
 from core.domain import Action
 from core.settings import get_settings
 from core.texts import t
@@ -191,6 +191,9 @@ def test_pages_are_bounded() -> None:
         (RequestCb, "rq:accept:999999999999999999999999:"),
         (ListCb, "ls:my:-1::"),
         (ListCb, "ls:queue:999999999999::"),
+        (ListCb, f"ls:my:1:::::{DB_ID_LIMIT}"),
+        (ListCb, f"ls:my:1:::::-{DB_ID_LIMIT}"),
+        (ListCb, "ls:my:1:::::²"),
         (BroadcastCb, "bc:confirm:-1:"),
         (BroadcastCb, f"bc:confirm:{DB_ID_LIMIT}:"),
     ],
@@ -329,6 +332,9 @@ FORGED = [
     "ls:my:²::",
     "ls:queue:0:::bogus:",
     "ls:queue:0::::x",
+    f"ls:my:1:::::{DB_ID_LIMIT}",
+    "ls:mine:1:::::1.5",
+    "ls:staff:1::::::",
     "bc:confirm:-1:",
     "bc:cancel:999999999999999999999999:",
     "zz:whatever",
@@ -355,7 +361,29 @@ async def test_valid_callback_ids_still_work(harness: tuple[Chat, Recorder]) -> 
     accept, assign, page = recorder.sent
     assert isinstance(accept, c.TransitionRequest) and accept.request_id == 7
     assert isinstance(assign, c.TransitionRequest) and assign.assignee == TELEGRAM_ID_LIMIT - 1
-    assert isinstance(page, c.ShowMyRequests) and page.page == 3
+    assert isinstance(page, c.ShowMyRequests) and (page.page, page.edge) == (3, None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "command"),
+    [
+        (ListKind.MY, c.ShowMyRequests),
+        (ListKind.MINE, c.ShowMine),
+        (ListKind.QUEUE, c.ShowQueue),
+        (ListKind.FIND, c.FindRequests),
+        (ListKind.STAFF, c.ListStaff),
+    ],
+)
+@pytest.mark.parametrize("edge", [41, -41])
+async def test_page_buttons_carry_their_boundary_row_to_the_command(
+    harness: tuple[Chat, Recorder], kind: ListKind, command: type[c.Command], edge: int
+) -> None:
+    chat, recorder = harness
+    loc = "light" if kind is ListKind.FIND else ""
+    await chat.press({"message_id": 1}, data=ListCb(kind=kind, page=2, loc=loc, edge=edge).pack())
+    [sent] = recorder.sent
+    assert isinstance(sent, command)
+    assert sent.model_dump(include={"page", "edge"}) == {"page": 2, "edge": edge}
 
 
 async def test_queue_filter_buttons_become_the_command_old_ones_included(

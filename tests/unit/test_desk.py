@@ -317,10 +317,15 @@ def test_my_requests_newest_first_paginated(desk: Desk) -> None:
     assert "page 1 of 2" in page["text"]
     opened = [d for d in desk.buttons(page) if d.startswith("rq:open")]
     assert opened == [RequestCb(action="open", id=i).pack() for i in reversed(ids[-5:])]
-    assert ListCb(kind="my", page=1).pack() in desk.buttons(page)
-    desk.run(c.ShowMyRequests, RESIDENT, page=1, edit_message_id=page["message_id"])
+    # ▶: the requests after the page's last one; the first page has no ◀.
+    assert desk.buttons(page)[-1:] == [ListCb(kind="my", page=1, edge=ids[2]).pack()]
+    desk.run(c.ShowMyRequests, RESIDENT, page=1, edge=ids[2], edit_message_id=page["message_id"])
     edited = desk.last(RESIDENT)
     assert edited["edited"] and "page 2 of 2" in edited["text"]
+    opened = [d for d in desk.buttons(edited) if d.startswith("rq:open")]
+    assert opened == [RequestCb(action="open", id=i).pack() for i in (ids[1], ids[0])]
+    # ◀: those before its first; the last page has no ▶.
+    assert desk.buttons(edited)[-1:] == [ListCb(kind="my", page=0, edge=-ids[1]).pack()]
     desk.run(c.ShowMyRequests, OTHER)
     assert desk.texts(OTHER)[-1].startswith("You have no requests yet")
 
@@ -421,7 +426,7 @@ def test_each_role_gets_its_own_command_menu(desk: Desk) -> None:
 
 def test_find_searches_texts_places_and_comments_for_staff_only(desk: Desk) -> None:
     light = desk.create(title="Light broken", description="Dark", location="Room 101")
-    desk.create(title="Light flickers", description="On and off", location="Room 202")
+    flicker = desk.create(title="Light flickers", description="On and off", location="Room 202")
     leak = desk.create(title="Leak", description="Water under the sink", location="Flat 7")
     desk.run(c.AddComment, STAFF, request_id=leak, text="Plumber booked for Friday")
     desk.run(c.FindRequests, STAFF, query="light 101")
@@ -435,14 +440,21 @@ def test_find_searches_texts_places_and_comments_for_staff_only(desk: Desk) -> N
     desk.run(c.FindRequests, RESIDENT, query="light")
     assert desk.texts(RESIDENT)[-1] == "⛔ You are not allowed to do that."
     # Pages: newest first, the query carried by the buttons.
-    for n in range(7):
-        desk.create(title=f"Light {n}", description="Dark", location="Hall")
+    lights = [
+        desk.create(title=f"Light {n}", description="Dark", location="Hall") for n in range(7)
+    ]
     desk.run(c.FindRequests, ADMIN, query="light")
     first = desk.last(ADMIN)
     assert "9 (page 1 of 2)" in first["text"]
-    assert ListCb(kind="find", page=1, loc="light").pack() in desk.buttons(first)
-    desk.run(c.FindRequests, ADMIN, query="light", page=1, edit_message_id=first["message_id"])
-    assert "page 2 of 2" in desk.last(ADMIN)["text"]
+    ahead = ListCb(kind="find", page=1, loc="light", edge=lights[2])
+    assert ahead.pack() in desk.buttons(first)
+    edit = first["message_id"]
+    desk.run(c.FindRequests, ADMIN, query="light", page=1, edge=lights[2], edit_message_id=edit)
+    second = desk.last(ADMIN)
+    assert "page 2 of 2" in second["text"]
+    opened = [d for d in desk.buttons(second) if d.startswith("rq:open")]
+    newest_first = (lights[1], lights[0], flicker, light)
+    assert opened == [RequestCb(action="open", id=i).pack() for i in newest_first]
 
 
 def test_priority_change_by_staff_only(desk: Desk) -> None:
@@ -519,6 +531,7 @@ def test_queue_filter_with_a_colon_pages_through_the_same_requests(desk: Desk) -
         c.ShowQueue,
         STAFF,
         page=press.page,
+        edge=press.edge,
         status=press.status or None,
         location=press.loc or None,
         edit_message_id=first["message_id"],
@@ -547,15 +560,18 @@ def test_staff_list_is_paged_under_telegrams_limit(desk: Desk) -> None:
     assert pages > 1
     seen: list[str] = []
     for page in range(pages):
-        if page:
-            assert ListCb(kind="staff", page=page).pack() in desk.buttons(desk.last(ADMIN))
-            desk.run(c.ListStaff, ADMIN, page=page, edit_message_id=first["message_id"])
+        if page:  # ▶, as the bot turns it into a command
+            *_, ahead = [ListCb.unpack(d) for d in desk.buttons(desk.last(ADMIN))]
+            assert (ahead.page, ahead.edge is not None and ahead.edge > 0) == (page, True)
+            edit = first["message_id"]
+            desk.run(c.ListStaff, ADMIN, page=page, edge=ahead.edge, edit_message_id=edit)
         message = desk.last(ADMIN)
         assert message["message_id"] == first["message_id"] and len(message["text"]) <= 4096
         assert f"page {page + 1} of {pages}" in message["text"]
         seen += [line for line in message["text"].splitlines() if line.startswith("• ")]
     assert len(seen) == 303 and len(set(seen)) == 303  # the 300 and STAFF, STAFF2, ADMIN
-    assert desk.buttons(desk.last(ADMIN)) == [ListCb(kind="staff", page=pages - 2).pack()]
+    [back] = [ListCb.unpack(d) for d in desk.buttons(desk.last(ADMIN))]  # ◀ only
+    assert back.page == pages - 2 and back.edge is not None and back.edge < 0
 
 
 def test_mine_lists_what_is_assigned_to_the_staff_member_open_first(desk: Desk) -> None:

@@ -93,16 +93,21 @@ def test_grant_to_a_malformed_target_is_refused(desk: Desk) -> None:
 
 
 def test_pages_out_of_range_show_the_nearest_page(desk: Desk) -> None:
-    for _ in range(7):
-        desk.create()
-    for model, user, title in (
-        (c.ShowMyRequests, RESIDENT, "Your requests"),
-        (c.ShowQueue, STAFF, "Queue"),
+    ids = [desk.create() for _ in range(7)]
+    # The last request of the first page: the newest first, or (all alike) the oldest first.
+    for model, user, title, edge in (
+        (c.ShowMyRequests, RESIDENT, "Your requests", ids[2]),
+        (c.ShowQueue, STAFF, "Queue", ids[4]),
     ):
         for page, shown in ((-1, 1), (-(2**70), 1), (2, 2), (2**63, 2), (2**70, 2)):
-            desk.run(model, user, raw=True, page=page, edit_message_id=None)
+            desk.run(model, user, raw=True, page=page, edge=edge, edit_message_id=None)
             text = desk.texts(user)[-1]
             assert text.startswith(title) and f"(page {shown} of 2)" in text
+        # No row to go on from: the first page, whatever its number says.
+        for garbage in (None, 0, -(2**70), 2**63, 2**70, NOTHING, -NOTHING):
+            desk.run(model, user, raw=True, page=1, edge=garbage, edit_message_id=None)
+            text = desk.texts(user)[-1]
+            assert text.startswith(title) and "(page 1 of 2)" in text
 
 
 def test_a_staff_page_out_of_range_shows_the_nearest_page(desk: Desk) -> None:

@@ -36,6 +36,7 @@ from core.roles import AUDIENCE_ROLES, Audience, Role
 from core.states import BroadcastState, OutboxState
 from core.user_input import DB_ID_LIMIT, PAGE_LIMIT, TELEGRAM_ID_LIMIT
 from db.models import Base, Broadcast, Outbox, Request, User
+from db.requests import Page
 from workers.desk import render
 
 # --- The schema and the enums -----------------------------------------------------------------
@@ -112,16 +113,25 @@ def test_request_verbs_pack_as_their_value_and_unpack_to_themselves(
     assert RequestCb.unpack(data).action is verb
 
 
-def test_list_buttons_of_before_the_queue_filters_still_unpack() -> None:
-    old = ListCb.unpack("ls:queue:2:new:Yard")
-    assert (old.kind, old.page, old.status, old.loc, old.pri, old.only) == (
+@pytest.mark.parametrize(
+    ("data", "pri", "only"),
+    [
+        ("ls:queue:2:new:Yard", "", ""),  # before the priority and "only" filters
+        ("ls:queue:2:new:Yard:urgent:o", "urgent", "o"),  # before keyset pages
+    ],
+)
+def test_list_buttons_of_before_still_unpack(data: str, pri: str, only: str) -> None:
+    old = ListCb.unpack(data)
+    assert (old.kind, old.page, old.status, old.loc, old.pri, old.only, old.edge) == (
         "queue",
         2,
         "new",
         "Yard",
-        "",
-        "",
+        pri,
+        only,
+        None,  # the first page
     )
+    assert ListCb.unpack(ListCb(kind="my", page=3, edge=-42).pack()).edge == -42
 
 
 @pytest.mark.parametrize(
@@ -163,14 +173,39 @@ def test_request_buttons_fit_for_the_longest_values(verb: Action | CardVerb) -> 
     _fits(RequestCb(action=verb, id=MAX_DB_ID, arg=_longest(REQUEST_ARGS)).pack())
 
 
+# Request and user ids below ten billion: the budget of a ◀ button's edge.
+LONGEST_EDGE = -(10**10 - 1)
+
+
+def _cut(limit: int) -> str:
+    """The longest text a page button carries when cut to `limit` bytes."""
+    return _longest(safe_fragment(text * 200, limit) for text in ("x", "Ж", "Подъезд ", "€"))
+
+
+def _longest_list_buttons() -> dict[ListKind, ListCb]:
+    """Each list's longest page button: the page number, edge and filters it can carry."""
+    most = {"page": PAGE_LIMIT - 1, "edge": LONGEST_EDGE}
+    queue = {
+        "status": _longest(s.value for s in Status),
+        "loc": _cut(render.QUEUE_FILTER_BYTES),
+        "pri": _longest(p.value for p in Priority),
+        "only": _longest(o.value for o in QueueOnly),
+    }
+    return {
+        ListKind.QUEUE: ListCb(kind=ListKind.QUEUE, **most, **queue),
+        ListKind.FIND: ListCb(kind=ListKind.FIND, **most, loc=_cut(render.FIND_QUERY_BYTES)),
+        **{k: ListCb(kind=k, **most) for k in (ListKind.MY, ListKind.MINE, ListKind.STAFF)},
+    }
+
+
 @pytest.mark.parametrize("kind", list(ListKind))
 def test_list_buttons_fit_for_the_longest_values(kind: ListKind) -> None:
-    # The place filter is cut to QUEUE_FILTER_BYTES; multi-byte letters are the worst case.
-    loc = safe_fragment("Подъезд " * 20, render.QUEUE_FILTER_BYTES)
-    assert len(loc.encode()) <= render.QUEUE_FILTER_BYTES
-    status = _longest(s.value for s in Status)
-    pri, only = _longest(p.value for p in Priority), _longest(o.value for o in QueueOnly)
-    _fits(ListCb(kind=kind, page=PAGE_LIMIT - 1, status=status, loc=loc, pri=pri, only=only).pack())
+    longest = _longest_list_buttons()[kind]
+    _fits(longest.pack())
+    assert ListCb.unpack(longest.pack()) == longest
+    if kind is ListKind.QUEUE:  # the place filter's cut is as long as it can be
+        with pytest.raises(ValueError, match="too long"):
+            longest.model_copy(update={"loc": longest.loc + "x"}).pack()
 
 
 @pytest.mark.parametrize("verb", list(BroadcastVerb))
@@ -190,20 +225,21 @@ ADMIN_AUTHOR = Viewer(Role.ADMIN, is_author=True, is_assignee=True)
 def test_the_workers_buttons_fit_for_the_longest_ids(status: Status) -> None:
     """What the desk draws (workers.kit.button asserts the limit too), at the largest ids."""
     request = Request(id=MAX_DB_ID, status=status.value, rating=None, title="t" * 100)
+    listed = Request(id=-LONGEST_EDGE, status=status.value, title="t" * 100)
     staff = [User(id=1, telegram_id=TELEGRAM_ID_LIMIT - 1, username="u" * 32)]
-    loc = safe_fragment("Подъезд " * 20, render.QUEUE_FILTER_BYTES)
+    longest = _longest_list_buttons()[ListKind.QUEUE]
     keyboards = [
         render.card_keyboard(request, ADMIN_AUTHOR, "en", reopen_open=True),
         render.new_request_keyboard(MAX_DB_ID, "en"),
         render.assignee_keyboard(MAX_DB_ID, staff, "en"),
         render.list_keyboard(
-            [request],
+            Page([listed], 1, PAGE_LIMIT - 2, PAGE_LIMIT, has_prev=True, has_next=True),
             "en",
             kind=ListKind.QUEUE,
-            page=PAGE_LIMIT - 2,
-            pages=PAGE_LIMIT,
             status=status.value,
-            loc=loc,
+            loc=longest.loc,
+            pri=longest.pri,
+            only=longest.only,
         ),
         {"inline_keyboard": [render.rating_row(MAX_DB_ID)]},
     ]

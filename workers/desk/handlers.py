@@ -90,14 +90,12 @@ def create_request(session: Session, command: CreateRequest, replies: Replies) -
 
 def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
-    page = q.my_requests(session, ctx.actor.id, command.page, render.PAGE_SIZE)
+    page = q.my_requests(session, ctx.actor.id, command.page, render.PAGE_SIZE, edge=command.edge)
     if page.total == 0:
         ctx.reply("my.empty")
         return
     text = t("my.title", ctx.lang, page=page.number + 1, pages=page.pages)
-    keyboard = render.list_keyboard(
-        page.rows, ctx.lang, kind=ListKind.MY, page=page.number, pages=page.pages
-    )
+    keyboard = render.list_keyboard(page, ctx.lang, kind=ListKind.MY)
     ctx.show_list(text, keyboard, command.edit_message_id)
 
 
@@ -105,14 +103,12 @@ def show_mine(session: Session, command: ShowMine, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
     if not require_staff(ctx):
         return
-    page = q.assigned_to(session, ctx.actor.id, command.page, render.PAGE_SIZE)
+    page = q.assigned_to(session, ctx.actor.id, command.page, render.PAGE_SIZE, edge=command.edge)
     if page.total == 0:
         ctx.reply("mine.empty")
         return
     text = t("mine.title", ctx.lang, page=page.number + 1, pages=page.pages)
-    keyboard = render.list_keyboard(
-        page.rows, ctx.lang, kind=ListKind.MINE, page=page.number, pages=page.pages
-    )
+    keyboard = render.list_keyboard(page, ctx.lang, kind=ListKind.MINE)
     ctx.show_list(text, keyboard, command.edit_message_id)
 
 
@@ -134,6 +130,7 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         priority=command.priority.value if command.priority else None,
         unassigned=command.only is QueueOnly.UNASSIGNED,
         overdue=command.only is QueueOnly.OVERDUE,
+        edge=command.edge,
     )
     status = command.status.value if command.status else ""
     pri = command.priority.value if command.priority else ""
@@ -144,15 +141,7 @@ def show_queue(session: Session, command: ShowQueue, replies: Replies) -> None:
         return
     text = t("queue.title", ctx.lang, filter=what, page=page.number + 1, pages=page.pages)
     keyboard = render.list_keyboard(
-        page.rows,
-        ctx.lang,
-        kind=ListKind.QUEUE,
-        page=page.number,
-        pages=page.pages,
-        status=status,
-        loc=loc,
-        pri=pri,
-        only=only,
+        page, ctx.lang, kind=ListKind.QUEUE, status=status, loc=loc, pri=pri, only=only
     )
     ctx.show_list(text, keyboard, command.edit_message_id)
 
@@ -162,19 +151,17 @@ def find_requests(session: Session, command: FindRequests, replies: Replies) -> 
     if not require_staff(ctx):
         return
     # Every page looks for what the page buttons carry back (cut to fit, without ":").
-    query = safe_fragment(command.query, render.QUEUE_FILTER_BYTES)
+    query = safe_fragment(command.query, render.FIND_QUERY_BYTES)
     if not query:
         ctx.reply("find.usage")
         return
-    page = q.search_requests(session, query, command.page, render.PAGE_SIZE)
+    page = q.search_requests(session, query, command.page, render.PAGE_SIZE, edge=command.edge)
     if page.total == 0 and not command.edit_message_id:
         ctx.reply("find.empty", query=query)
         return
     pages = {"page": page.number + 1, "pages": page.pages}
     text = t("find.title", ctx.lang, query=query, total=page.total, **pages)
-    keyboard = render.list_keyboard(
-        page.rows, ctx.lang, kind=ListKind.FIND, page=page.number, pages=page.pages, loc=query
-    )
+    keyboard = render.list_keyboard(page, ctx.lang, kind=ListKind.FIND, loc=query)
     ctx.show_list(text, keyboard, command.edit_message_id)
 
 
@@ -555,7 +542,7 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
     ctx = Ctx.load(session, command, replies)
     if not require_admin(ctx):
         return
-    page = q.staff_page(session, command.page, render.STAFF_PAGE_SIZE)
+    page = q.staff_page(session, command.page, render.STAFF_PAGE_SIZE, edge=command.edge)
     if page.total == 0:
         ctx.reply("staff.empty")
         return
@@ -564,5 +551,5 @@ def list_staff(session: Session, command: ListStaff, replies: Replies) -> None:
     if changes:
         text = Markup(text + "\n\n" + render.role_changes_text(changes, ctx.lang))
     current = ListCb(kind=ListKind.STAFF, page=page.number)
-    nav = render.nav_row(ctx.lang, current=current, pages=page.pages)
+    nav = render.nav_row(ctx.lang, current=current, page=page)
     ctx.show_list(text, inline([nav]) if nav else None, command.edit_message_id)

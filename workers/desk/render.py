@@ -25,15 +25,18 @@ from core.domain import (
 from core.settings import get_settings
 from core.texts import Markup, duration, escape, t
 from db.models import Comment, Request, RequestEvent, RoleChange, User
+from db.requests import Page
 from workers.kit.keyboards import Keyboard, button, inline
 
 PAGE_SIZE = 5
 # 20 lines of at most ~100 characters: a /staff page stays far under Telegram's 4096.
 STAFF_PAGE_SIZE = 20
 STAFF_NAME = 64
-# The /queue place filter as carried in a page button: what fits in ListCb's 64 bytes beside
-# the longest status, priority and "only" filter and any page number.
-QUEUE_FILTER_BYTES = 28
+# The free text page buttons carry, cut to fit ListCb's 64 bytes beside the rest at its
+# longest: any page number, a ◀ edge of a 10-digit id and, for the /queue place filter, the
+# longest status, priority and "only" filter; for the /find query, none of those.
+QUEUE_FILTER_BYTES = 16
+FIND_QUERY_BYTES = 28
 CARD_COMMENTS = 5
 CARD_EVENTS = 8
 SNIPPET = 300  # characters of a comment or note shown in a card
@@ -293,12 +296,10 @@ def new_request_keyboard(request_id: int, lang: str) -> Keyboard:
 
 
 def list_keyboard(
-    rows: Sequence[Request],
+    page: Page[Request],
     lang: str,
     *,
     kind: ListKind,
-    page: int,
-    pages: int,
     status: str = "",
     loc: str = "",
     pri: str = "",
@@ -317,10 +318,10 @@ def list_keyboard(
                 RequestCb(action=CardVerb.OPEN, id=r.id).pack(),
             )
         ]
-        for r in rows
+        for r in page.rows
     ]
-    current = ListCb(kind=kind, page=page, status=status, loc=loc, pri=pri, only=only)
-    buttons.append(nav_row(lang, current=current, pages=pages))
+    current = ListCb(kind=kind, page=page.number, status=status, loc=loc, pri=pri, only=only)
+    buttons.append(nav_row(lang, current=current, page=page))
     if kind is ListKind.QUEUE:
         buttons.extend(queue_filters(current, lang))
     return inline(buttons)
@@ -345,15 +346,18 @@ def queue_filters(current: ListCb, lang: str) -> list[list[dict[str, str]]]:
     return [[everything, *statuses[:2]], statuses[2:], narrow, priorities]
 
 
-def nav_row(lang: str, *, current: ListCb, pages: int) -> list[dict[str, str]]:
-    """◀ ▶ between the pages of a list (none at either end), keeping its filters."""
+def nav_row(
+    lang: str, *, current: ListCb, page: Page[Request] | Page[User]
+) -> list[dict[str, str]]:
+    """◀ ▶ to the rows before and after `page` (none at either end), keeping the filters of
+    `current`. Each names its page by a row of this one; its number is only a label."""
     row = []
-    if current.page > 0:
-        data = current.model_copy(update={"page": current.page - 1}).pack()
-        row.append(button(t("btn.prev", lang), data))
-    if current.page + 1 < pages:
-        data = current.model_copy(update={"page": current.page + 1}).pack()
-        row.append(button(t("btn.next", lang), data))
+    if page.has_prev:
+        back = {"page": max(page.number - 1, 0), "edge": -page.rows[0].id}
+        row.append(button(t("btn.prev", lang), current.model_copy(update=back).pack()))
+    if page.has_next:
+        ahead = {"page": page.number + 1, "edge": page.rows[-1].id}
+        row.append(button(t("btn.next", lang), current.model_copy(update=ahead).pack()))
     return row
 
 
