@@ -45,7 +45,8 @@ from db.areas import staff_for_place, unsubscribe_all
 from db.models import Attachment, Comment, Request, RoleChange, User
 from workers.desk import render
 from workers.kit import Ctx, inline, require_admin, require_staff, viewer_for
-from workers.outbox import Replies
+from workers.kit.context import attachment_messages
+from workers.outbox import Messages, Replies, html
 
 # The latest role changes under the first page of /staff.
 ROLE_CHANGES_SHOWN = 5
@@ -68,24 +69,22 @@ def create_request(session: Session, command: CreateRequest, replies: Replies) -
     session.flush()
     ctx.record(request, EventAction.CREATED, to_status=Status.NEW.value)
     ctx.reply("created", id=request.id)
-    for member in staff_for_place(session, request.location):
-        if member.id == ctx.actor.id or not member.reachable:
-            continue
-        lang = member.language
-        ctx.send_attachments(member, request.attachments)
-        ctx.tell(
-            member,
-            t(
-                "notify.new",
-                lang,
-                id=request.id,
-                priority=render.priority_text(request.priority, lang),
-                location=request.location,
-                title=request.title,
-                description=render.cut(request.description, 1000),
-            ),
-            reply_markup=render.new_request_keyboard(request.id, lang),
+    files = attachment_messages(request.attachments)
+
+    def notice(lang: str) -> Messages:
+        text = t(
+            "notify.new",
+            lang,
+            id=request.id,
+            priority=render.priority_text(request.priority, lang),
+            location=request.location,
+            title=request.title,
+            description=render.cut(request.description, 1000),
         )
+        keyboard = render.new_request_keyboard(request.id, lang)
+        return [*files, ("sendMessage", html(text, reply_markup=keyboard))]
+
+    ctx.tell_many(staff_for_place(session, request.location), notice, about=request)
 
 
 def show_my_requests(session: Session, command: ShowMyRequests, replies: Replies) -> None:
@@ -421,18 +420,8 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
         )
     )
     ctx.record(request, EventAction.COMMENT)
-    # Staff comments go to the author; the author's to the assignee, or while nobody is
-    # assigned to the staff a new request there would reach (somebody must see it).
-    if not viewer.is_author:
-        recipients = [session.get(User, request.author_id)] if request.author_id else []
-    elif request.assignee_id is not None:
-        recipients = [session.get(User, request.assignee_id)]
-    else:
-        recipients = list(staff_for_place(session, request.location))
-    for recipient in recipients:
-        if recipient is None:
-            continue
-        lang = recipient.language
+
+    def notice(lang: str) -> str:
         text = t(
             "notify.comment",
             lang,
@@ -443,8 +432,22 @@ def add_comment(session: Session, command: AddComment, replies: Replies) -> None
         )
         if files:
             text = Markup(text + "\n" + t("notify.files", lang, count=len(files)))
-        if ctx.tell(recipient, text, about=request) and files:
+        return text
+
+    # Staff comments go to the author; the author's to the assignee, or while nobody is
+    # assigned to the staff a new request there would reach (somebody must see it).
+    if not viewer.is_author or request.assignee_id is not None:
+        one = request.author_id if not viewer.is_author else request.assignee_id
+        recipient = session.get(User, one) if one is not None else None
+        if recipient is not None and ctx.tell(recipient, notice(recipient.language), about=request):
             ctx.send_attachments(recipient, files)
+    else:
+        album = attachment_messages(files)
+        ctx.tell_many(
+            staff_for_place(session, request.location),
+            lambda lang: [("sendMessage", html(notice(lang))), *album],
+            about=request,
+        )
     if files:
         ctx.reply("done.files", id=request.id, count=len(files))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from core.texts import t
 from db.models import Attachment, Request, RequestEvent, User
 from db.requests import valid_id
 from db.users import upsert_user
-from workers.outbox import Replies
+from workers.outbox import Messages, Replies
 
 
 def viewer_for(user: User, request: Request) -> Viewer:
@@ -82,37 +83,48 @@ class Ctx:
     ) -> bool:
         """A message to another user, unless they are gone or known to have blocked the bot.
         `about`: the request it concerns, whose history records a failed delivery."""
-        if (
-            user is None
-            or user.telegram_id is None
-            or not user.reachable
-            or user.id == self.actor.id
-        ):
+        if not self._can_tell(user):
             return False
+        assert user is not None and user.telegram_id is not None
         request_id = about.id if about is not None else None
         self.replies.message(
             user.telegram_id, text, user_id=user.id, request_id=request_id, **extra
         )
         return True
 
+    def tell_many(
+        self,
+        users: Iterable[User | None],
+        compose: Callable[[str], Messages],
+        *,
+        about: Request | None = None,
+    ) -> int:
+        """`tell` for many (every staff member of a place): the messages `compose(language)`
+        makes, to each user `tell` would reach, as one row written out per recipient after
+        commit (outbox.FAN_OUT); returns how many it goes to."""
+        told = [u for u in users if self._can_tell(u)]
+        languages = sorted({u.language for u in told if u is not None})
+        self.replies.fan_out(
+            [u.id for u in told if u is not None],
+            {lang: compose(lang) for lang in languages},
+            request_id=about.id if about is not None else None,
+        )
+        return len(told)
+
+    def _can_tell(self, user: User | None) -> bool:
+        return (
+            user is not None
+            and user.telegram_id is not None
+            and user.reachable
+            and user.id != self.actor.id
+        )
+
     def send_attachments(self, user: User, attachments: list[Attachment]) -> None:
         """Files re-sent by file_id: an album per kind (Telegram does not mix photos and files)."""
         if user.telegram_id is None:
             return
-        for kind, method, field in (
-            ("photo", "sendPhoto", "photo"),
-            ("document", "sendDocument", "document"),
-        ):
-            group = [a for a in attachments if a.kind == kind]
-            if len(group) == 1:
-                self.replies.send(
-                    user.telegram_id, method, {field: group[0].file_id}, user_id=user.id
-                )
-            elif group:
-                media = [{"type": kind, "media": a.file_id} for a in group]
-                self.replies.send(
-                    user.telegram_id, "sendMediaGroup", {"media": media}, user_id=user.id
-                )
+        for method, payload in attachment_messages(attachments):
+            self.replies.send(user.telegram_id, method, payload, user_id=user.id)
 
     def record(
         self,
@@ -133,6 +145,22 @@ class Ctx:
                 note=note,
             )
         )
+
+
+def attachment_messages(attachments: list[Attachment]) -> Messages:
+    """Files to re-send by file_id: an album per kind (Telegram does not mix photos and files)."""
+    messages: Messages = []
+    for kind, method, field in (
+        ("photo", "sendPhoto", "photo"),
+        ("document", "sendDocument", "document"),
+    ):
+        group = [a for a in attachments if a.kind == kind]
+        if len(group) == 1:
+            messages.append((method, {field: group[0].file_id}))
+        elif group:
+            media = [{"type": kind, "media": a.file_id} for a in group]
+            messages.append(("sendMediaGroup", {"media": media}))
+    return messages
 
 
 def require_admin(ctx: Ctx) -> bool:
