@@ -173,7 +173,13 @@ def fast_sandbox(sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def harness(sandbox: SandboxAPI) -> AsyncIterator[tuple[Chat, Recorder]]:
+async def harness(
+    sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Chat, Recorder]]:
+    # Pacing is the limiter's business (test_bot_pacing.py), not the dialog's: a test answers
+    # faster than a chat's 1/s, and a courtesy reply ("I did not understand") would be skipped.
+    monkeypatch.setenv("RATE_PRIVATE_BURST", "1000")
+    get_settings.cache_clear()
     settings = get_settings()
     bot = create_bot(settings)
     recorder = Recorder()
