@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import product
 from typing import Any
 
 from aiogram.exceptions import (
@@ -292,9 +293,7 @@ def expand(row: Outbox) -> list[int]:
                 "attempts": 0,
                 "next_attempt_at": at,
             }
-            for n, (uid, chat, lang, message) in enumerate(
-                (uid, chat, lang, message) for uid, chat, lang in found for message in messages
-            )
+            for n, ((uid, chat, lang), message) in enumerate(product(found, messages))
         ]
         ids = (
             list(

@@ -175,8 +175,7 @@ def _items(
     for row in rows:
         item = dict(zip(keys, row, strict=False))  # the row may carry more columns
         for key in persons:
-            if item[key] is not None:
-                item[key] = people.get(item[key], SOMEONE)
+            item[key] = _who(item[key], people)
         yield row, item
 
 
