@@ -16,6 +16,7 @@ from core.logging import QUIET_ENV, configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
 from core.schedules import CRON_FIELDS, Cron, Interval
 from core.settings import Settings, get_settings
+from workers import child_shutdown
 from workers.timing import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
 
 log = get_logger(__name__)
@@ -233,6 +234,7 @@ def _after_fork(**_: Any) -> None:
     from db.session import dispose_engine
     from workers.telegram import warm_up
 
+    child_shutdown.install()  # a task under way finishes before a SIGTERM takes the child
     dispose_engine()
     warm_up()
     freeze_startup_heap()
@@ -255,6 +257,7 @@ def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
     _started[task_id] = time.perf_counter()
+    child_shutdown.task_started()
 
 
 @signals.task_postrun.connect
@@ -263,6 +266,7 @@ def _unbind_task_context(task_id: str, task: Any, state: str | None = None, **_:
 
     from core.metrics import metrics
 
+    child_shutdown.task_finished()
     structlog.contextvars.clear_contextvars()
     started = _started.pop(task_id, None)
     m = metrics()
