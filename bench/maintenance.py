@@ -26,7 +26,9 @@ The operations run one after another, each in a fresh (spawned) process, so each
 upkeep modules are imported and one `SELECT 1` has opened the connection before the clock
 starts ("in SQL" is the time spent in the driver's execute: a streamed query's fetches are not
 in it). The escalation runs at the data set's anchor, so the
-seeded backlog is the same on every run. DATABASE_URL overrides the run database's URL.
+seeded backlog is the same on every run. The nightly check is the scheduled job's: what changed
+since the cursor left before planting, plus its sweep's slice (a seventh of all requests); the
+whole check is `--full`, by hand. DATABASE_URL overrides the run database's URL.
 """
 
 from __future__ import annotations
@@ -994,9 +996,9 @@ def main(argv: list[str] | None = None) -> int:
             want_esc,
             esc["count"] == want_esc,
         ),
-        row("consistency check (since the last)", "check", total_c, want_c, check_ok),
+        row("consistency check (nightly: changes + sweep)", "check", total_c, want_c, check_ok),
         row(
-            "consistency check (whole, weekly)",
+            "consistency check (whole: --full)",
             "check_full",
             sum(results["check_full"]["totals"].values()),
             want_c,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.clock import as_utc, now
 from core.domain import Action, EventAction, Status, Viewer, decide
 from core.roles import Role
-from db.models import Broadcast, JobRun, Outbox, Request, RequestEvent, User
+from db.models import Broadcast, Outbox, Request, RequestEvent, User
 from tests.support.sandbox_api import SandboxAPI
 from workers.upkeep import consistency
 from workers.upkeep.consistency import Violation, check, repair, replay, stamp_faults
@@ -433,18 +433,57 @@ def test_an_incremental_check_sees_what_changed_and_what_was_wrong(db: Engine) -
     assert set(left.next.open) == {v.row_id for v in left.violations if v.table == "requests"}
 
 
-def test_the_job_checks_incrementally_and_whole_once_a_week(db: Engine) -> None:
-    plant(db)
-    assert consistency.last_cursor() is None  # never checked: whole
-    report = check()
-    consistency.remember(report)
-    since = consistency.last_cursor()
-    assert since is not None and since == report.next
-    assert consistency.last_cursor(full=True) is None  # by hand: --full
-    with Session(db) as s:  # a week after the last whole check
-        run = s.get(JobRun, consistency.JOB)
-        assert run is not None and run.cursor is not None
-        stale = since.full_at - consistency.FULL_EVERY
-        run.cursor = {**run.cursor, "full_at": stale.isoformat()}
+def test_the_job_sweeps_every_request_within_a_week(db: Engine) -> None:
+    """A request broken without a trace (status changed, updated_at kept, no event) is found by
+    the sweep: each incremental check reads a slice of all requests, a seventh at least."""
+    from sqlalchemy import update
+
+    p = plant(db)
+    with Session(db) as s:  # an old site: nothing changed lately
+        s.execute(update(Request).values(updated_at=T0))
+        s.execute(update(RequestEvent).values(created_at=T0))
         s.commit()
-    assert consistency.last_cursor() is None
+    assert consistency.last_cursor() is None  # never checked: whole
+    consistency.remember(check())
+    since = consistency.last_cursor()
+    assert since is not None and since.swept == 0
+    assert consistency.last_cursor(full=True) is None  # by hand: --full
+    victim = max(p.consistent)
+    with Session(db) as s:
+        was = s.scalar(select(Request.status).where(Request.id == victim))
+        wrong = "new" if was == "cancelled" else "cancelled"
+        s.execute(update(Request).where(Request.id == victim).values(status=wrong, updated_at=T0))
+        s.commit()
+        top = s.scalar(select(func.max(Request.id)))
+    assert top is not None
+    seen = []
+    rounds_end = None
+    for n in range(1, 8):  # checks moments apart: a seventh each, a week at one a night
+        since = consistency.last_cursor()
+        assert since is not None
+        lo, hi = since.sweep(top, now())
+        report = check(since=since)
+        consistency.remember(report)
+        seen.append((lo < victim <= hi, victim in {v.row_id for v in report.violations}))
+        assert report.next is not None
+        if report.next.swept == 0:  # every request read: the round is over
+            rounds_end = n
+            assert report.next.full_at == report.next.at  # every request read as of then
+            break
+    assert rounds_end is not None, seen
+    # Found by the slice that holds it, reported from then on (until repaired).
+    first = next(i for i, (held, _) in enumerate(seen) if held)
+    assert [found for _, found in seen] == [i >= first for i in range(len(seen))], seen
+
+
+def test_the_sweep_reads_a_share_of_the_requests_by_the_time_since_the_last_check() -> None:
+    at = T0
+    cursor = consistency.Since(700, 10, at, at)
+    day = timedelta(days=1)
+    assert cursor.sweep(700, at + timedelta(minutes=5)) == (0, 100)  # a seventh at least
+    assert cursor.sweep(700, at + 2 * day) == (0, 200)  # two nights' share
+    assert cursor.sweep(700, at + 30 * day) == (0, 700)  # long unchecked: everything
+    later = consistency.Since(700, 10, at, at, swept=650)
+    assert later.sweep(700, at + day) == (650, 700)  # the round's end
+    assert later.sweep(600, at + day) == (0, 86)  # past the top (ids gone): a new round
+    assert consistency.Since.from_json(later.to_json()) == later
