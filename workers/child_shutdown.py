@@ -20,27 +20,32 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from workers.timing import HARD_TIME_LIMIT_S
 
 # After the task: time for its result to reach the main process before this child goes.
 _AFTER_TASK_S = 0.5
 
+_child = False  # this process is a prefork pool child
 _busy = False
 _asked = False
 _leaving = False
+_previous: Any = signal.SIG_DFL  # billiard's own handler: how a child goes
 
 
 def install() -> None:
-    """In a pool child, after Celery's own set-up of its signals."""
-    global _busy, _asked, _leaving
-    _busy = _asked = _leaving = False
-    signal.signal(signal.SIGTERM, _on_term)
+    """In a pool child at its start (worker_process_init). The handler itself is set before the
+    first task: billiard sets its own SIGTERM handler after Celery's initializer has run."""
+    global _child, _busy, _asked, _leaving
+    _child, _busy, _asked, _leaving = True, False, False, False
 
 
 def task_started() -> None:
-    global _busy
+    global _busy, _previous
     _busy = True
+    if _child and signal.getsignal(signal.SIGTERM) is not _on_term:
+        _previous = signal.signal(signal.SIGTERM, _on_term)
 
 
 def task_finished() -> None:
@@ -53,12 +58,19 @@ def task_finished() -> None:
 def _on_term(signum: int, frame: FrameType | None) -> None:
     global _asked
     if not _busy or _leaving:
-        # As Celery's default would have: killed by SIGTERM (the main process accounts for it).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _go(signum, frame)
     elif not _asked:
         _asked = True
         _leave_in(HARD_TIME_LIMIT_S)  # a task that never ends does not keep the child
+
+
+def _go(signum: int, frame: FrameType | None) -> None:
+    """As without this module: billiard's handler (it exits through finally blocks), or the
+    default (killed by the signal)."""
+    signal.signal(signal.SIGTERM, _previous)
+    if callable(_previous):
+        _previous(signum, frame)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _leave_in(delay: float) -> None:
