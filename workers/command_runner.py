@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.commands import Command
 from core.logging import get_logger
-from db.models import ProcessedCommand
+from db.models import Outbox, ProcessedCommand
 from db.session import session_scope
 from db.users import StaleCommand
 from workers import outbox
@@ -34,6 +34,7 @@ class Outcome:
     inline: list[int]  # outbox rows to the actor: sent right after commit, by the same task
     notices: list[int]  # rows to anyone else: handed to notifications.deliver
     after_commit: list[Signature] = field(default_factory=list)
+    claimed: Outbox | None = None  # the first of `inline`, claimed in the transaction
 
 
 def fingerprint(command: Command) -> str:
@@ -74,7 +75,10 @@ def _apply(command: C, handler: Handler[C]) -> Outcome:
         replies = Replies.for_command(session, key, command.actor.chat_id)
         handler(session, command, replies)
         session.flush()
-        return Outcome(True, replies.inline_ids(), replies.notice_ids(), replies.after_commit)
+        claimed = outbox.claim_in_command(session, replies)
+        return Outcome(
+            True, replies.inline_ids(), replies.notice_ids(), replies.after_commit, claimed
+        )
 
 
 def claim_key(session: Session, key: str, task_name: str, mark: str) -> str | None:

@@ -34,7 +34,7 @@ def run_command(command: C, handler: Handler[C]) -> bool:
         notices=len(outcome.notices),
     )
     # Fast path: the actor's own replies go out now; what fails stays pending for a retry.
-    report = outbox.deliver(outcome.inline)
+    report = outbox.deliver(outcome.inline, claimed=outcome.claimed)
     if outcome.applied and command.issued_at is not None and report.counts.get("sent"):
         # The user's wait: from the bot's receipt of the update (Telegram's own `date` has
         # whole seconds only) to Telegram accepting the reply.

@@ -31,6 +31,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.clock import as_utc, now
 from core.domain import EventAction
@@ -207,9 +208,12 @@ def retry_signature(report: Report) -> Signature | None:
     return signature(DELIVER_TASK, args=(sorted(due_soon),), eta=max(due_soon.values()))
 
 
-def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
+def deliver(
+    ids: Iterable[int], *, budget_s: float | None = None, claimed: Outbox | None = None
+) -> Report:
     """Send the due rows among `ids`; with a budget, stop starting sends once it is spent (the
-    rest stays pending for the next run)."""
+    rest stays pending for the next run). `claimed`: one of them, claimed already (see
+    claim_in_command)."""
     report = Report()
     deadline = None if budget_s is None else time.monotonic() + budget_s
 
@@ -230,7 +234,8 @@ def deliver(ids: Iterable[int], *, budget_s: float | None = None) -> Report:
             report.counts["deferred"] = report.counts.get("deferred", 0) + 1
             report.retry_at[row_id] = now()  # for a task of its own (see retry_signature)
             continue
-        row = claim(Outbox.id == row_id)
+        mine = claimed is not None and claimed.id == row_id
+        row = claimed if mine else claim(Outbox.id == row_id)
         if row is None:
             count(row_id, "skipped", _due_later(row_id))
             continue
@@ -400,6 +405,35 @@ def _in_order() -> ColumnElement[bool]:
             older.method.startswith("send"),
         ),
     )
+
+
+def claim_in_command(session: Session, replies: Replies) -> Outbox | None:
+    """The actor's first reply, claimed in the command's own transaction when no older message
+    to their chat waits (the claim's own rule): after commit it is sent at once, without a claim
+    transaction of its own (one of a command's four; bench/interactive.py). A worker that dies
+    between the commit and the send leaves it to the lease's end, as any claimed row."""
+    first = next(
+        (r for r in replies.rows if r.chat_id == replies.actor_chat_id and r.method != FAN_OUT),
+        None,
+    )
+    if first is None:
+        return None
+    lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+    due = now() + lease
+    got = session.execute(
+        update(Outbox)
+        .where(Outbox.id == first.id, Outbox.state == OutboxState.PENDING, _in_order())
+        .values(state=OutboxState.SENDING, next_attempt_at=due, attempts=Outbox.attempts + 1)
+        .returning(Outbox.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if got is None:
+        return None  # an older message to the chat goes first: deliver claims this one after
+    # The session's copy says what the row now is, without another UPDATE at commit.
+    for name, value in (("state", OutboxState.SENDING), ("next_attempt_at", due),
+                        ("attempts", first.attempts + 1)):  # fmt: skip
+        set_committed_value(first, name, value)
+    return first
 
 
 def claim(*where: ColumnElement[bool]) -> Outbox | None:

@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
+from core import commands as c
 from core.clock import now
 from db.models import Outbox
 from tests.support.sandbox_api import SandboxAPI
 from workers import outbox
+from workers.command_runner import apply_command
 from workers.outbox import Replies
 
 CHAT, OTHER = 7301, 7302
@@ -178,3 +180,41 @@ def test_a_delivery_past_its_budget_hands_the_rest_on(
     monkeypatch.setattr(notification_tasks, "DELIVER_BUDGET_S", 10.0)
     assert notification_tasks.deliver(*follow_up.args) == {"sent": 4}  # type: ignore[attr-defined]
     assert [texts(sandbox, chat) for chat in chats] == [[f"notice to {c}"] for c in chats]
+
+
+def _two_replies(session: Session, command: c.RegisterUser, replies: Replies) -> None:
+    replies.message(command.actor.chat_id, "one")
+    replies.message(command.actor.chat_id, "two")
+
+
+def _start(key: str) -> c.RegisterUser:
+    return c.RegisterUser(idempotency_key=key, actor=c.Actor(user_id=CHAT, chat_id=CHAT))
+
+
+def test_the_actors_first_reply_is_claimed_in_the_commands_transaction(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    outcome = apply_command(_start("tg-update:1"), _two_replies)
+    assert outcome.claimed is not None and outcome.claimed.id == outcome.inline[0]
+    with Session(db) as s:  # committed as claimed: no other sender takes it
+        states = [s.get(Outbox, i).state for i in outcome.inline]  # type: ignore[union-attr]
+    assert states == ["sending", "pending"]
+    assert outbox.claim(Outbox.id == outcome.inline[0]) is None
+    # Sent without a claim of its own, the second after it.
+    report = outbox.deliver(outcome.inline, claimed=outcome.claimed)
+    assert report.counts == {"sent": 2}
+    assert texts(sandbox, CHAT) == ["one", "two"]
+
+
+def test_a_reply_behind_an_older_message_is_not_claimed_in_the_command(
+    db: Engine, sandbox: SandboxAPI
+) -> None:
+    sandbox._call("POST", "/sandbox/users", {"id": CHAT})
+    (older,) = write(db, "a", (CHAT, "older"))  # not sent yet
+    outcome = apply_command(_start("tg-update:2"), _two_replies)
+    assert outcome.claimed is None
+    # Its deliverer leaves it to the older one's, which sends all three in order.
+    assert outbox.deliver(outcome.inline).counts == {"skipped": 2}
+    assert outbox.deliver([older]).counts == {"sent": 3}
+    assert texts(sandbox, CHAT) == ["older", "one", "two"]
