@@ -586,6 +586,8 @@ def send_claimed(row: Outbox) -> tuple[str, datetime | None]:
         values = {
             "state": OutboxState.PENDING,
             "next_attempt_at": now() + timedelta(seconds=verdict.retry_after),
+            # Not the row's failure: a long flood wait must not use up its attempts.
+            "attempts": max(0, row.attempts - 1),
         }
         bound.warning("telegram.rate_limited", retry_after=verdict.retry_after)
     elif verdict.state == OutboxState.PENDING and row.attempts >= MAX_ATTEMPTS:

@@ -72,6 +72,21 @@ def test_a_429_without_retry_after_pauses_everyone_briefly(chat: SandboxAPI, db:
     assert deliver_when_due(row_id) == {"sent": 1}
 
 
+def test_a_429_is_not_counted_as_an_attempt(chat: SandboxAPI, db: Engine) -> None:
+    """Telegram throttling the bot says nothing about the row: a row throttled again and again
+    (a long broadcast beside it) is sent in the end, not given up."""
+    row_id = write()
+    with Session(db) as s:  # throttled many times already
+        throttled = s.get(Outbox, row_id)
+        assert throttled is not None
+        throttled.attempts = outbox.MAX_ATTEMPTS - 1
+        s.commit()
+    chat.fault("429", count=1, retry_after=1)
+    assert outbox.deliver([row_id]).counts == {"retry": 1}
+    assert (row(db, row_id).state, row(db, row_id).attempts) == ("pending", outbox.MAX_ATTEMPTS - 1)
+    assert deliver_when_due(row_id) == {"sent": 1}
+
+
 def test_an_unknown_error_backs_off_and_gives_up_after_the_cap(
     chat: SandboxAPI, db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
