@@ -331,7 +331,9 @@ OUTBOX_COLUMNS = (
     "dedupe_key, chat_id, user_id, method, payload, state, attempts, next_attempt_at,"
     " created_at, sent_at, batch_id"
 )
-BROADCAST_COLUMNS = "id, author_id, audience, text, state, total, created_at, heartbeat_at"
+BROADCAST_COLUMNS = (
+    "id, author_id, audience, text, state, total, created_at, heartbeat_at, fanned_out_at"
+)
 SLA_H = {"urgent": 4, "high": 24, "normal": 72, "low": 168}
 
 
@@ -586,8 +588,11 @@ def plant(info: str, marker: dict[str, Any], var_dir: Path) -> Plants:
         bid = iter(range(1, MISSING_ID))
 
         def broadcast(state: str, created: dt.datetime, beat: dt.datetime | None) -> int:
+            # One sending has its rows written (none here): its drains died. Not written, the
+            # relay of bench/scheduler_soak.py would restart 1,000 fan-outs to 100,000 users.
             i = next(bid)
-            broadcasts.append((i, 1, "residents", "planted", state, 0, created, beat))
+            written = created if state == "sending" else None
+            broadcasts.append((i, 1, "residents", "planted", state, 0, created, beat, written))
             return i
 
         plants.consistency["broadcast_heartbeat"] = [

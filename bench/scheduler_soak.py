@@ -373,10 +373,17 @@ def prepare_database(url: str, args: argparse.Namespace, var_dir: Path) -> str:
         f"{time.monotonic() - t0:.1f} s"
     )
     if not args.no_plant:
+        import psycopg
+
         from bench.maintenance import plant
 
         t0 = time.monotonic()
         plants = plant(conninfo(url), marker, var_dir)
+        # Not the 1,000 stalled broadcasts (consistency's broadcast_heartbeat): the relay would
+        # restart them all in its first run, 6,000 tasks that say nothing about a day's jobs.
+        stalled = plants.consistency.pop("broadcast_heartbeat", [])
+        with psycopg.connect(conninfo(url), autocommit=True) as conn:
+            conn.execute("UPDATE broadcasts SET state = 'done' WHERE id = ANY(%s)", (stalled,))
         kinds = len(plants.consistency) + len(plants.orphans)
         line += (
             f"; planted in {time.monotonic() - t0:.1f} s: {kinds} consistency and orphan kinds, "

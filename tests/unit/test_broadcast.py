@@ -165,6 +165,28 @@ def test_the_fan_out_runs_once_and_not_after_a_cancel(
         assert s.scalar(select(func.count()).where(Outbox.batch_id == other)) == 0
 
 
+def test_a_broadcast_with_nobody_to_tell_still_ends(
+    db: Engine, people: list[int], sandbox: SandboxAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its author erased mid-send (no progress chat left): the last report still marks it done;
+    left sending, the relay would take it for stalled and restart it again and again."""
+    from sqlalchemy import update
+
+    from workers.broadcasts import engine
+
+    bid = start()
+    _confirm_without_worker(monkeypatch, bid)
+    assert engine.fan_out_once(bid)
+    with Session(db) as s:  # every row sent; the progress chat gone with the author
+        s.execute(update(Outbox).where(Outbox.batch_id == bid).values(state="sent"))
+        s.execute(update(Broadcast).where(Broadcast.id == bid).values(progress_chat_id=None))
+        s.commit()
+    assert engine.report_progress(bid) == (False, [])
+    with Session(db) as s:
+        assert s.scalars(select(Broadcast.state).where(Broadcast.id == bid)).one() == "done"
+        assert engine.claim_stalled(s) == []
+
+
 @pytest.mark.usefixtures("inproc_worker")
 def test_cancel_stops_the_rest(
     sandbox: SandboxAPI, people: list[int], monkeypatch: pytest.MonkeyPatch

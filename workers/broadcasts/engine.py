@@ -198,7 +198,7 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
     place. Returns whether the broadcast is still going and the rows to send now."""
     with session_scope() as session:
         broadcast = session.get(Broadcast, broadcast_id)
-        if broadcast is None or broadcast.progress_chat_id is None:
+        if broadcast is None:
             return False, []
         by_state = counts(session, broadcast_id)
         sent = by_state.get(OutboxState.SENT, 0)
@@ -210,6 +210,10 @@ def report_progress(broadcast_id: int) -> tuple[bool, list[int]]:
             broadcast.state, broadcast.finished_at = BroadcastState.DONE, clock.now()
         if broadcast.state == BroadcastState.CANCELLED:
             return False, []  # the cancel command answered with the final numbers
+        if broadcast.progress_chat_id is None:
+            # Nobody to tell (the author was erased meanwhile): it still ends, or the relay
+            # would take it for stalled and restart it for ever.
+            return going, []
         if broadcast.progress_message_id is None:
             first = _adopt_progress_message(session, broadcast)
             if first == "wait":
