@@ -187,6 +187,23 @@ def test_a_broadcast_with_nobody_to_tell_still_ends(
         assert engine.claim_stalled(s) == []
 
 
+def test_a_relay_run_restarts_a_bounded_number_of_stalled_broadcasts(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.broadcasts import engine
+
+    monkeypatch.setattr(engine, "STALLED_PER_RUN", 2)
+    with Session(db) as s:
+        stalled = [Broadcast(audience="residents", text="x", state="sending") for _ in range(3)]
+        s.add_all(stalled)
+        s.commit()
+        ids = [b.id for b in stalled]
+    for expected in (ids[:2], ids[2:], []):  # the oldest first; each claimed once (heartbeat)
+        with Session(db) as s:
+            assert engine.claim_stalled(s) == expected
+            s.commit()
+
+
 @pytest.mark.usefixtures("inproc_worker")
 def test_cancel_stops_the_rest(
     sandbox: SandboxAPI, people: list[int], monkeypatch: pytest.MonkeyPatch

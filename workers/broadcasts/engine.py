@@ -132,10 +132,16 @@ def drain_signatures(broadcast_id: int) -> list[Signature]:
     return [*drains, signature("notifications.broadcast_progress", args=(broadcast_id,))]
 
 
+# Restarted by one relay run at most: a burst of stalled broadcasts (a whole host lost) is
+# restarted over a few runs, not as thousands of tasks at once.
+STALLED_PER_RUN = 50
+
+
 def claim_stalled(session: Session) -> list[int]:
     """Broadcasts still sending whose drains went silent (their worker died), or whose fan-out
     never ran (its task lost): claimed (SKIP LOCKED, heartbeat set) so that one relay restarts
-    each, by its fan-out (which writes the rows if need be, then starts the drains)."""
+    each, by its fan-out (which writes the rows if need be, then starts the drains); the oldest
+    STALLED_PER_RUN."""
     now = clock.now()
     stalled = list(
         session.scalars(
@@ -147,6 +153,8 @@ def claim_stalled(session: Session) -> list[int]:
                     Broadcast.heartbeat_at < now - DRAIN_SILENCE,
                 ),
             )
+            .order_by(Broadcast.id)
+            .limit(STALLED_PER_RUN)
             .with_for_update(skip_locked=True)
         )
     )
