@@ -110,7 +110,16 @@ from typing import Any
 from celery import Celery
 
 from bench.broadcast import Sandbox, flush_redis
-from bench.isolation import Children, prepare_database, procfile_commands, query
+from bench.embedded import CLK
+from bench.isolation import (
+    Children,
+    cpu_s,
+    machine_busy_s,
+    postgres_s,
+    prepare_database,
+    procfile_commands,
+    query,
+)
 from bench.reports import DEFAULT_URL as BASE_URL
 from bench.reports import database_name, render_table
 from bench.scheduler_soak import NOT_INHERITED, Proc, percentile
@@ -174,6 +183,42 @@ class Ceiling:
     rtt_ms: list[float]
     rate: float
     tasks: int
+    cpu_ms: float  # the machine's busy CPU time per no-op task of the burst
+
+
+# --- Where the CPU goes -----------------------------------------------------------------------
+
+
+def redis_s() -> float:
+    """CPU seconds of the Redis server (found by its process name)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit():
+                raw = (entry / "stat").read_text()
+                if raw[raw.index("(") + 1 : raw.rindex(")")] == "redis-server":
+                    fields = raw.rsplit(")", 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / CLK
+    return total
+
+
+@dataclass
+class CpuSample:
+    by_part: dict[str, float]  # machine, this, bot, workers, redis: CPU seconds so far
+    backends: dict[int, float]  # PostgreSQL backends of the bench database
+
+    @classmethod
+    def take(cls, children: Children, database: str) -> CpuSample:
+        return cls({**cpu_s(children), "redis": redis_s()}, postgres_s(database))
+
+    def spent_since(self, before: CpuSample) -> dict[str, float]:
+        """CPU seconds per part between two samples; "other" is the machine's rest (PostgreSQL's
+        own processes, the kernel, everything else on the machine)."""
+        out = {k: v - before.by_part.get(k, 0.0) for k, v in self.by_part.items()}
+        # A backend that started meanwhile counts whole; one gone by now is left out.
+        out["postgres"] = sum(v - before.backends.get(pid, 0.0) for pid, v in self.backends.items())
+        out["other"] = out["machine"] - sum(v for k, v in out.items() if k != "machine")
+        return out
 
 
 def measure_ceiling(args: argparse.Namespace, pool: int, run_dir: Path) -> Ceiling:
@@ -210,6 +255,7 @@ def measure_ceiling(args: argparse.Namespace, pool: int, run_dir: Path) -> Ceili
             rtt.append((time.perf_counter() - t0) * 1000)
         client.delete(NOOP_COUNT)
         n = args.noop_tasks
+        busy = machine_busy_s()
         t0 = time.perf_counter()
         with noop_app.producer_or_acquire() as producer:
             for _ in range(n):
@@ -219,7 +265,8 @@ def measure_ceiling(args: argparse.Namespace, pool: int, run_dir: Path) -> Ceili
             time.sleep(0.002)
         done = int(client.get(NOOP_COUNT) or 0)
         elapsed = time.perf_counter() - t0
-        return Ceiling(pool, sorted(rtt), done / elapsed, done)
+        cpu_ms = (machine_busy_s() - busy) * 1000 / max(1, done)
+        return Ceiling(pool, sorted(rtt), done / elapsed, done, cpu_ms)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGTERM)
@@ -531,6 +578,7 @@ class Result:
     last_reply: float
     timeout: float
     notes: list[str] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # by part, over the rate's run
 
     @property
     def replied(self) -> list[Action]:
@@ -708,6 +756,39 @@ def table(results: list[Result], ceilings: dict[int, Ceiling]) -> str:
             fmt_ms(ms[-1], r.timeout) if ms else "-", str(r.errors),
         ])  # fmt: skip
     return render_table(head, rows)
+
+
+CPU_PARTS = ("bot", "workers", "postgres", "redis", "this", "other")
+
+
+def cpu_table(results: list[Result], ceilings: dict[int, Ceiling]) -> str:
+    """CPU milliseconds per replied update, by process, beside a no-op task's: on a machine
+    with N cores no pipeline gets past N x 1000 / (its ms per update) updates/s."""
+    cores = os.cpu_count() or 1
+    head = ["workers", "offered/s", "machine ms/update", *(f"{p} ms" for p in CPU_PARTS),
+            "no-op ms/task", "bound/s", "40 % needs"]  # fmt: skip
+    rows = []
+    for r in results:
+        n = len(r.replied)
+        if not r.cpu_s or not n:
+            continue
+        per = {k: v * 1000 / n for k, v in r.cpu_s.items()}
+        ceiling = ceilings.get(r.workers)
+        noop = f"{ceiling.cpu_ms:.2f}" if ceiling else "-"
+        # At 40 % of the ceiling's rate the machine has this much CPU per update.
+        need = f"<= {cores * 1000 / (TARGET_SHARE * ceiling.rate):.1f} ms" if ceiling else "-"
+        rows.append([
+            str(r.workers), f"{r.rate:g}", f"{per['machine']:.1f}",
+            *(f"{per.get(p, 0.0):.1f}" for p in CPU_PARTS), noop,
+            f"{cores * 1000 / per['machine']:.0f}" if per["machine"] > 0 else "-", need,
+        ])  # fmt: skip
+    note = (
+        f"CPU per replied update ({cores} cores): bot = `zavhoz bot`, workers = the worker's "
+        "process tree, postgres = the bench database's backends, redis = redis-server, this = "
+        "the sandbox and the load (this process), other = the rest of the machine's busy time; "
+        "bound/s = cores x 1000 / machine ms (the rate at which the machine is saturated)"
+    )
+    return render_table(head, rows) + "\n" + note if rows else note
 
 
 def error_note(r: Result) -> str | None:
@@ -1018,7 +1099,10 @@ def main(argv: list[str] | None = None) -> int:
                 warm_up(driver, pool)
                 for rate in args.rate_list:
                     children.check()
+                    before = CpuSample.take(children, database_name(args.database_url))
                     r = run_rate(driver, pool, rate, args.seconds, args.gap_s, args.timeout)
+                    after = CpuSample.take(children, database_name(args.database_url))
+                    r.cpu_s = after.spent_since(before)
                     staff_unreachable(args.database_url, [u.chat for u in driver.users if u.staff])
                     results.append(r)
                     ms = r.latencies()
@@ -1056,6 +1140,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{percentile(ce.rtt_ms, 0.5):.1f} ms, p99 {percentile(ce.rtt_ms, 0.99):.1f} ms (one "
             f"at a time); {ce.rate:.0f} tasks/s ({ce.tasks} published at once)"
         )
+    print()
+    print(cpu_table(results, ceilings))
+    print()
     for r in results:
         print(f"{r.workers} workers, {r.rate:g}/s: {by_kind(r)}")
         note = error_note(r)

@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 import sentry_sdk
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, ErrorEvent
@@ -27,6 +25,7 @@ from bot.pacing import SharedRateLimit
 from bot.quotas import TOO_FAST, Quotas, answer_too_fast
 from bot.resilience import ResilientDispatcher, caused_by_the_update
 from bot.routers import feature_routers
+from core.bot_session import bot_session
 from core.heap import freeze_startup_heap
 from core.logging import configure_logging, get_logger
 from core.menu import commands_for
@@ -45,7 +44,7 @@ WEBHOOK_ENQUEUE_DEADLINE_S = 20.0
 
 
 def create_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    session = bot_session(settings.api_url)
     session.middleware(WaitOutFloodLimits())
     # Inside the flood wait: a retried call takes a new slot.
     session.middleware(SharedRateLimit(get_limiter()))

@@ -14,10 +14,9 @@ import threading
 from typing import Any, TypeVar
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods.base import TelegramMethod
 
+from core.bot_session import bot_session
 from core.logging import get_logger
 from core.settings import get_settings
 
@@ -34,7 +33,7 @@ class TelegramClient:
     def __init__(self, api_url: str, token: str) -> None:
         self.pid, self.api_url, self.token = os.getpid(), api_url, token
         self.loop = asyncio.new_event_loop()
-        session = AiohttpSession(api=TelegramAPIServer.from_base(api_url), timeout=30)
+        session = bot_session(api_url, timeout=30)
         self.bot = Bot(token, session=session)
 
     def call(self, method: TelegramMethod[T]) -> T:
