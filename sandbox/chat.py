@@ -24,6 +24,7 @@ BANNER = (
 REPLY_TIMEOUT = 5.0  # piped input: how long to wait for the bot's first reply to a line
 QUIET = 0.4  # piped input: the reply is complete after this long without new messages
 EOF_GRACE = 1.0
+EARLIER = 3  # messages shown again when a chat opens on a conversation under way
 RETRY = 1.0  # while the sandbox is unreachable (restarting), try again this often
 SEND_PATIENCE = 60.0  # how long a typed line waits for the sandbox to come back
 UNREACHABLE = "! sandbox unreachable, retrying…"
@@ -347,6 +348,11 @@ class ChatClient:
             self.seq = max((e["seq"] for e in existing), default=0)
             await self._register(http)
             self.say(BANNER.format(url=self.url, uid=self.user_id, name=self.first_name))
+            if existing:
+                # The last few, so that a chat opened again can press the buttons it left.
+                self.say(f"(the last {min(EARLIER, len(existing))} of {len(existing)} before)")
+                for entry in existing[-EARLIER:]:
+                    self._show(entry)
             receiver = asyncio.create_task(self.receive(http))
             queue: asyncio.Queue[str | None] = asyncio.Queue()
             self._start_reader(queue)

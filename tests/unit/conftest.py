@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,9 +65,18 @@ def inproc_worker() -> Iterator[object]:
     import workers.maintenance_tasks
     import workers.notification_tasks
     import workers.report_tasks  # noqa: F401
+    from core.queues import ALL_QUEUES
     from workers.app import app
 
     app.conf.update(broker_url="memory://", broker_transport_options={})
+    # What earlier tests left in the shared memory broker (follow-ups sent with no worker up)
+    # is theirs: run here, against this test's database, it only failed, and a worker thread
+    # reading settings meanwhile could cache them from before this test's own (a flaky retry
+    # test saw the default backoff).
+    with app.connection_for_write() as conn:
+        for name in ALL_QUEUES:
+            with contextlib.suppress(Exception):
+                conn.default_channel.queue_purge(name)
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
         yield worker
     from workers.telegram import close_clients

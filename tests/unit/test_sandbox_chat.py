@@ -122,3 +122,23 @@ async def test_piped_chat_reply_keyboard_and_photo(sandbox: RunningSandbox, tmp_
     assert texts == ["menu", "Status"]  # reply-keyboard press sends its text; /quit stops
     assert "bot: Got photo: broken tap" in output
     assert "! no button 9" in output
+
+
+@pytest.mark.asyncio
+async def test_a_chat_opened_again_shows_the_last_messages_and_their_buttons(
+    sandbox: RunningSandbox,
+) -> None:
+    seen: list[Update] = []
+    bot_task = asyncio.create_task(fake_bot(sandbox.url, seen))
+    try:
+        await run_chat_with(sandbox.url, "leaky tap\n")
+        again = await run_chat_with(sandbox.url, "!1\n")  # the terminal closed and reopened
+    finally:
+        bot_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bot_task
+    lines = again.splitlines()
+    assert lines[1] == "(the last 1 of 1 before)"
+    assert "bot: New request <leaky tap>" in lines
+    assert "you pressed [Accept]" in lines
+    assert "bot (edited): Decision: req:1:accept" in lines
