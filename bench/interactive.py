@@ -110,7 +110,7 @@ from typing import Any
 from celery import Celery
 
 from bench.broadcast import Sandbox, flush_redis
-from bench.embedded import CLK
+from bench.embedded import _cpu_s
 from bench.isolation import (
     Children,
     cpu_s,
@@ -193,12 +193,9 @@ def redis_s() -> float:
     """CPU seconds of the Redis server (found by its process name)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            if entry.name.isdigit():
-                raw = (entry / "stat").read_text()
-                if raw[raw.index("(") + 1 : raw.rindex(")")] == "redis-server":
-                    fields = raw.rsplit(")", 1)[1].split()
-                    total += (int(fields[11]) + int(fields[12])) / CLK
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "redis-server":
+                total += _cpu_s(int(entry.name))
     return total
 
 

@@ -358,7 +358,7 @@ def _due_later(row_id: int) -> datetime | None:
         )
         if claimed is None:
             return None
-        lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+        lease = _lease()
         hold = timedelta(seconds=MAX_LIMITER_WAIT_S + _SEND_TIMEOUT_S)
         return max(as_utc(row.next_attempt_at), as_utc(claimed) - lease + hold)
 
@@ -372,6 +372,11 @@ def _older(row: Outbox, state: OutboxState) -> list[ColumnElement[bool]]:
         Outbox.batch_id.is_(None),
         Outbox.method.startswith("send"),
     ]
+
+
+def _lease() -> timedelta:
+    """How long a claim holds a row (see claim)."""
+    return timedelta(seconds=get_settings().outbox_lease_seconds)
 
 
 # Made once: aliasing the table proxies every column (~1 ms a call, a tenth of a command's
@@ -389,7 +394,7 @@ def _in_order() -> ColumnElement[bool]:
     # sends the followers itself). A row claimed longer ago belongs to a sender that died or
     # lost its database after Telegram took it: its lease would block the chat for minutes,
     # so its followers go.
-    lease = timedelta(seconds=get_settings().outbox_lease_seconds)
+    lease = _lease()
     sending_since = now() + lease - timedelta(seconds=MAX_LIMITER_WAIT_S + _SEND_TIMEOUT_S)
     return or_(
         Outbox.batch_id.is_not(None),
@@ -418,8 +423,7 @@ def claim_in_command(session: Session, replies: Replies) -> Outbox | None:
     )
     if first is None:
         return None
-    lease = timedelta(seconds=get_settings().outbox_lease_seconds)
-    due = now() + lease
+    due = now() + _lease()
     got = session.execute(
         update(Outbox)
         .where(Outbox.id == first.id, Outbox.state == OutboxState.PENDING, _in_order())
@@ -471,8 +475,7 @@ def claim(*where: ColumnElement[bool]) -> Outbox | None:
             row.state, row.last_error = OutboxState.DEAD, "no outcome after repeated attempts"
             log.error("telegram.gave_up", outbox_id=row.id, attempts=row.attempts, unfinished=True)
             return None
-        lease = timedelta(seconds=get_settings().outbox_lease_seconds)
-        row.state, row.next_attempt_at = OutboxState.SENDING, now() + lease
+        row.state, row.next_attempt_at = OutboxState.SENDING, now() + _lease()
         row.attempts += 1
         session.flush()
         session.expunge(row)
