@@ -189,12 +189,18 @@ class RequestEvent(Base):
         ),
         # A user's events in id order (an export streams them; migration 0016).
         Index("ix_request_events_actor_id", "actor_id", "id"),
+        # A request's events in id order; the consistency check reads each request's last
+        # transition from the index alone (migration 0017).
+        Index(
+            "ix_request_events_request_id",
+            "request_id",
+            "id",
+            postgresql_include=["action", "to_status"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    request_id: Mapped[int] = mapped_column(
-        ForeignKey("requests.id", ondelete="CASCADE"), index=True
-    )
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(16))

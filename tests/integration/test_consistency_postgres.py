@@ -1,6 +1,7 @@
 """Consistency check and repair on PostgreSQL: the same planted data set as the SQLite tests
-(the grouped history query, the window count, FOR UPDATE), and repair racing a command that
-holds a request's row lock."""
+(the last transition read from the covering index, the window count, FOR UPDATE), a whole check
+read in parts on connections of their own, and repair racing a command that holds a request's
+row lock."""
 
 from __future__ import annotations
 
@@ -80,3 +81,33 @@ def test_an_incremental_check_on_postgres_finds_what_the_whole_one_does(pg: Engi
     again = check(since=whole.next)  # the found ones are looked at again, through the temp table
     assert _found(again.violations) == _found(whole.violations) and again.totals == whole.totals
     assert check(since=again.next).totals == whole.totals  # twice in one connection's life
+
+
+def test_a_whole_check_read_in_parts_finds_what_one_part_does(
+    pg: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large range is read in parts, each on a connection of its own (forced here on a small
+    data set): the same violations, the totals summed over the parts, the list still capped."""
+    from tests.unit.test_consistency import _found
+    from workers.upkeep import consistency
+
+    p = plant(pg)
+    monkeypatch.setattr(consistency, "SPLIT_FROM", 1)
+    monkeypatch.setattr(consistency, "RANGE_PARTS", 1)
+    one_part = consistency.check()
+    monkeypatch.setattr(consistency, "RANGE_PARTS", 3)
+    threads: set[str] = set()
+    read_part = consistency._read_part
+
+    def spy(*args: object, **kwargs: object) -> object:
+        threads.add(threading.current_thread().name)
+        return read_part(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consistency, "_read_part", spy)
+    parts = consistency.check()
+    assert len(threads) == 3 and all(t.startswith("consistency") for t in threads)
+    assert _found(parts.violations) == _found(one_part.violations) == p.expected
+    assert parts.totals == one_part.totals
+    capped = consistency.check(limit_per_kind=1)
+    assert capped.totals == one_part.totals
+    assert all(sum(v.kind == k for v in capped.violations) == 1 for k in capped.totals)
