@@ -37,8 +37,9 @@ than its expiry, the interval, and was discarded), duration min/median/max of th
 the work ("succeeded in"), runs longer than the interval, and `job_runs`' own count of runs
 that did the work. runs must equal ticks. RSS (VmRSS) of every process, prefork children
 included, and of each worker's tree: when beat starts, after --warm-ticks ticks (imports and
-first-use caches are done: growth is measured from here, target under 10 %), at the end, and
-the peak. Statements of the run's database seen running over 5 s are listed with what they
+first-use caches are done: growth is measured from here, target under 10 %), half-way (the
+growth over the second half tells a plateau, near zero, from a leak, about half the whole), at
+the end, and the peak. Statements of the run's database seen running over 5 s are listed with what they
 waited for. Exits non-zero only when the setup fails.
 """
 
@@ -190,7 +191,7 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-STAGES = ("ready", "warm", "end")
+STAGES = ("ready", "warm", "half", "end")  # "half": the middle tick, a plateau's witness
 
 
 @dataclass
@@ -753,15 +754,16 @@ def rss_table(memory: Memory) -> tuple[str, bool]:
 
     def row(label: str, pid: str, values: list[float | None], peak: float | None) -> None:
         nonlocal flat
-        _, warm, end = values
+        _, warm, half, end = values
         growth = None if warm is None or end is None else (end - warm) / warm
+        second = None if half is None or end is None else (end - half) / half
         if growth is not None:
             flat &= growth < TARGET_GROWTH
         verdict = "gone" if end is None else ("new" if warm is None else "")
         if growth is not None:
             verdict = "yes" if growth < TARGET_GROWTH else "NO"
         cells = [label, pid, *map(_mb, values), _mb(peak)]
-        rows.append([*cells, "-" if growth is None else f"{growth * 100:+.1f}", verdict])
+        rows.append([*cells, _pct(growth), _pct(second), verdict])
 
     for pid, label in memory.labels.items():
         values = [memory.at[stage].get(pid) for stage in STAGES]
@@ -770,12 +772,17 @@ def rss_table(memory: Memory) -> tuple[str, bool]:
         if any(label.startswith(f"{name} child") for label in memory.labels.values()):
             values = [memory.trees[stage].get(name) for stage in STAGES]
             row(f"{name}, whole tree", "", values, None)
-    head = ["process", "pid", "beat start MB", "after warm-up MB", "end MB", "peak MB"]
-    return render_table([*head, "growth %", "< 10 %"], rows), flat
+    head = ["process", "pid", "beat start MB", "after warm-up MB", "half-way MB", "end MB"]
+    head += ["peak MB", "growth %", "second half %", "< 10 %"]
+    return render_table(head, rows), flat
 
 
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -933,6 +940,8 @@ def main(argv: list[str] | None = None) -> int:
                 next_rss += RSS_EVERY_S
             if not memory.at["warm"] and tally.ticks_sent() > args.warm_ticks:
                 memory.sample(watched, "warm")  # the warm-up ticks have had an interval
+            if not memory.at["half"] and tally.ticks_sent() > args.ticks // 2:
+                memory.sample(watched, "half")
             if time.monotonic() >= next_progress:
                 print(progress(tally, trickle, memory, args.ticks, beat_started), flush=True)
                 next_progress += PROGRESS_S
@@ -947,6 +956,8 @@ def main(argv: list[str] | None = None) -> int:
         trickle.stop()
         if not memory.at["warm"]:
             memory.at["warm"], memory.trees["warm"] = memory.at["ready"], memory.trees["ready"]
+        if not memory.at["half"]:
+            memory.at["half"], memory.trees["half"] = memory.at["warm"], memory.trees["warm"]
             extras.append(f"fewer than {args.warm_ticks + 1} ticks: growth is from beat's start")
         memory.sample(workers, "end")
         print(progress(tally, trickle, memory, args.ticks, beat_started), flush=True)

@@ -16,7 +16,7 @@ from core.logging import QUIET_ENV, configure_logging, get_logger
 from core.queues import ALL_QUEUES, INTERACTIVE, queue_for
 from core.schedules import CRON_FIELDS, Cron, Interval
 from core.settings import Settings, get_settings
-from workers import child_shutdown
+from workers import child_shutdown, memory
 from workers.timing import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
 
 log = get_logger(__name__)
@@ -267,6 +267,7 @@ def _unbind_task_context(task_id: str, task: Any, state: str | None = None, **_:
     from core.metrics import metrics
 
     child_shutdown.task_finished()
+    memory.after_task(task.name)
     structlog.contextvars.clear_contextvars()
     started = _started.pop(task_id, None)
     m = metrics()
