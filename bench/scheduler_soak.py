@@ -39,8 +39,8 @@ that did the work. runs must equal ticks. RSS (VmRSS) of every process, prefork 
 included, and of each worker's tree: when beat starts, after --warm-ticks ticks (imports and
 first-use caches are done: growth is measured from here, target under 10 %), half-way (the
 growth over the second half tells a plateau, near zero, from a leak, about half the whole), at
-the end, and the peak. Statements of the run's database seen running over 5 s are listed with what they
-waited for. Exits non-zero only when the setup fails.
+the end, and the peak. Statements of the run's database seen running over 5 s are listed with
+what they waited for. Exits non-zero only when the setup fails.
 """
 
 from __future__ import annotations
