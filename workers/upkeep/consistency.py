@@ -328,12 +328,13 @@ def _stamps_clause() -> ColumnElement[bool]:
 
 
 def _last_transition() -> ColumnElement[bool]:
-    """ "The request's last transition event does not lead to its status (or there is none)":
-    each request's last one read by key from (request_id, id) INCLUDE (action, to_status),
-    from the index alone on PostgreSQL (migration 0017). Ids grow with time and a request's
-    events are written under its row lock, so the highest is the last. Over a range of 500,000
-    requests 1.2-1.5 s, against 1.7-1.9 s for one merge-joined pass over their events grouped by
-    request, and DISTINCT ON 1.8-2.0 s; for the incremental check's candidates, a few probes."""
+    """True where a request's last transition event does not lead to its status (or there is
+    none): each request's last one read by key from (request_id, id) INCLUDE (action,
+    to_status), from the index alone on PostgreSQL (migration 0017). Ids grow with time and a
+    request's events are written under its row lock, so the highest is the last. Over a range
+    of 500,000 requests 1.2-1.5 s, against 1.7-1.9 s for one merge-joined pass over their
+    events grouped by request, and DISTINCT ON 1.8-2.0 s; for the incremental check's
+    candidates, a few probes."""
     e = aliased(RequestEvent)
     last = (
         select(e.to_status)
@@ -578,9 +579,9 @@ def _read_range(
 ) -> list[dict[str, Sequence[Any]]]:
     """The request invariants' rows over the requests (lo, hi], by kind, in one or more parts.
     On PostgreSQL a range of more than SPLIT_FROM requests is cut into RANGE_PARTS read at once,
-    each on a connection of its own: the history's merge join and aggregate are CPU-bound in
-    the database's backend, one core each (1M requests on 2 cores: 3.4 s in one part, see
-    bench/maintenance.py). Each part is a transaction of its own: a check reads each request
+    each on a connection of its own: the invariants' reads are CPU-bound in the database's
+    backend, one core each (1M requests on 2 cores: 5.4 s on one connection, 3.4 s in two
+    parts, bench/maintenance.py). Each part is a transaction of its own: a check reads each request
     once, not all of them at one instant (neither does the incremental one)."""
     lo, hi = within
     if hi <= lo:
